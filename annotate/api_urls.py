@@ -1,0 +1,12 @@
+from django.urls import path
+from rest_framework.authtoken.views import obtain_auth_token
+
+from annotate import api
+
+urlpatterns = [
+    path("token/", obtain_auth_token, name="api_token"),
+    path("projects/", api.project_list, name="api_project_list"),
+    path("projects/<int:project_id>/", api.project_detail, name="api_project_detail"),
+    path("projects/<int:project_id>/next/", api.next_item, name="api_next_item"),
+    path("projects/<int:project_id>/items/<int:item_id>/label/", api.label_submit, name="api_label_submit"),
+]

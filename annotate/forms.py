@@ -1,0 +1,25 @@
+from django import forms
+
+from annotate.models import PairLabel
+
+
+class PairLabelForm(forms.Form):
+    """What the annotator chose, in the sides they saw: left/right are mapped to A/B by the view."""
+
+    choice = forms.ChoiceField(choices=[("left", "Left"), ("right", "Right"), ("tie", "Tie"),
+                                        ("both_bad", "Both bad")])
+    strength = forms.TypedChoiceField(choices=[("", "—"), *PairLabel.Strength.choices], coerce=int,
+                                      required=False, empty_value=None)
+    rationale = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
+    time_spent_ms = forms.IntegerField(required=False, min_value=0, max_value=24 * 3600 * 1000)
+
+
+class ImportForm(forms.Form):
+    file = forms.FileField()
+    format = forms.ChoiceField(choices=[])
+
+    def __init__(self, *args, **kwargs):
+        from annotate.importers import FORMATS
+
+        super().__init__(*args, **kwargs)
+        self.fields["format"].choices = [(k, f"{k}: {v}") for k, v in FORMATS.items()]

@@ -1,0 +1,94 @@
+"""Reads, always scoped to what the user may see (the permission-checked fetch helpers)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.http import Http404
+
+from annotate.models import Membership, PairItem, PairLabel, Project
+
+User = AbstractBaseUser | AnonymousUser
+
+
+def project_list_for_user(*, user: User) -> QuerySet[Project]:
+    if not user.is_authenticated:
+        return Project.objects.none()
+    if user.is_superuser:
+        return Project.objects.all()
+    return Project.objects.filter(memberships__user=user).distinct()
+
+
+def project_role_for_user(*, project: Project, user: User) -> str | None:
+    if user.is_superuser:
+        return Membership.Role.RESEARCHER
+    return Membership.objects.filter(project=project, user=user).values_list("role", flat=True).first()
+
+
+def project_get_for_user(*, user: User, project_id: int, role: str | None = None) -> Project:
+    """The project if the user is a member (with ``role`` when given), else 404.
+
+    A 404 rather than a 403, so that a stranger cannot probe which projects exist.
+    """
+    try:
+        project = project_list_for_user(user=user).get(pk=project_id)
+    except (Project.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such project.") from None
+    if role is not None and project_role_for_user(project=project, user=user) != role:
+        raise Http404("No such project.")
+    return project
+
+
+def pair_item_get_for_annotator(*, user: User, item_id: int) -> PairItem:
+    try:
+        return PairItem.objects.select_related("prompt", "completion_a", "completion_b", "project").get(
+            pk=item_id, project__in=project_list_for_user(user=user)
+        )
+    except (PairItem.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such item.") from None
+
+
+def pair_item_next_for_annotator(*, project: Project, user: User) -> PairItem | None:
+    """The oldest item that still needs labels and that this annotator has not labeled."""
+    mine = PairLabel.objects.filter(item=OuterRef("pk"), annotator=user)
+    return (
+        PairItem.objects.filter(project=project)
+        .annotate(n_labels=Count("labels"))
+        .filter(n_labels__lt=project.overlap)
+        .exclude(Exists(mine))
+        .select_related("prompt", "completion_a", "completion_b")
+        .order_by("id")
+        .first()
+    )
+
+
+def project_stats(*, project: Project, user: User | None = None) -> dict:
+    items = PairItem.objects.filter(project=project)
+    counts = items.aggregate(
+        items=Count("id", distinct=True),
+        complete=Count("id", filter=Q(id__in=_complete_ids(project)), distinct=True),
+    )
+    counts["labels"] = PairLabel.objects.filter(item__project=project).count()
+    counts["prompts"] = project.prompts.count()
+    if user is not None and user.is_authenticated:
+        counts["mine"] = PairLabel.objects.filter(item__project=project, annotator=user).count()
+    return counts
+
+
+def _complete_ids(project: Project) -> QuerySet:
+    return (
+        PairItem.objects.filter(project=project)
+        .annotate(n=Count("labels"))
+        .filter(n__gte=project.overlap)
+        .values("id")
+    )
+
+
+def pair_labels_for_project(*, project: Project) -> QuerySet[PairLabel]:
+    return PairLabel.objects.filter(item__project=project).select_related(
+        "item__prompt", "item__completion_a", "item__completion_b"
+    )
+
+
+def pair_items_for_project(*, project: Project) -> QuerySet[PairItem]:
+    return PairItem.objects.filter(project=project).select_related("prompt", "completion_a", "completion_b")

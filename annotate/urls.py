@@ -1,0 +1,12 @@
+from django.urls import path
+
+from annotate import views
+
+app_name = "annotate"
+urlpatterns = [
+    path("", views.project_list, name="project_list"),
+    path("projects/<int:project_id>/", views.project_detail, name="project_detail"),
+    path("projects/<int:project_id>/annotate/", views.annotate_next, name="annotate"),
+    path("projects/<int:project_id>/annotate/<int:item_id>/", views.annotate_submit, name="annotate_submit"),
+    path("projects/<int:project_id>/import/", views.import_page, name="import"),
+]

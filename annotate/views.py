@@ -1,0 +1,115 @@
+"""Pages of the annotate app: projects, the pairwise labeling page, import."""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from annotate.forms import ImportForm, PairLabelForm
+from annotate.importers import ImportError_, items_import
+from annotate.models import Membership, PairItem, PairLabel
+from annotate.selectors import (
+    pair_item_get_for_annotator,
+    pair_item_next_for_annotator,
+    project_get_for_user,
+    project_list_for_user,
+    project_role_for_user,
+    project_stats,
+)
+from annotate.services import pair_label_submit
+
+
+def presentation_order(*, user_id: int, item_id: int) -> str:
+    """Which side each response is shown on, fixed per annotator and item (so a reload does not
+    swap them) and random across them (so the annotator's position bias can be measured)."""
+    digest = hashlib.sha256(f"order:{user_id}:{item_id}".encode()).digest()
+    return PairLabel.Order.AB if digest[0] % 2 == 0 else PairLabel.Order.BA
+
+
+@login_required
+def project_list(request: HttpRequest) -> HttpResponse:
+    projects = project_list_for_user(user=request.user)
+    return render(request, "annotate/project_list.html", {"projects": projects})
+
+
+@login_required
+def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, project_id=project_id)
+    role = project_role_for_user(project=project, user=request.user)
+    stats = project_stats(project=project, user=request.user)
+    return render(request, "annotate/project_detail.html",
+                  {"project": project, "role": role, "stats": stats,
+                   "is_researcher": role == Membership.Role.RESEARCHER})
+
+
+def _item_context(request: HttpRequest, project, item: PairItem | None) -> dict:
+    context = {"project": project, "item": item, "form": PairLabelForm(),
+               "stats": project_stats(project=project, user=request.user)}
+    if item is not None:
+        order = presentation_order(user_id=request.user.pk, item_id=item.pk)
+        left, right = (item.completion_a, item.completion_b) if order == "AB" else (item.completion_b, item.completion_a)
+        context.update(order=order, left=left, right=right)
+    return context
+
+
+@login_required
+def annotate_next(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, project_id=project_id)
+    item = pair_item_next_for_annotator(project=project, user=request.user)
+    template = "annotate/annotate.html#item" if request.htmx else "annotate/annotate.html"
+    return render(request, template, _item_context(request, project, item))
+
+
+@login_required
+@require_POST
+def annotate_submit(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, project_id=project_id)
+    item = pair_item_get_for_annotator(user=request.user, item_id=item_id)
+    if item.project_id != project.pk:
+        return HttpResponse("This item belongs to another project.", status=404)
+    form = PairLabelForm(request.POST)
+    if not form.is_valid():
+        context = _item_context(request, project, item)
+        context["form"] = form
+        template = "annotate/annotate.html#item" if request.htmx else "annotate/annotate.html"
+        return render(request, template, context, status=422)
+    order = presentation_order(user_id=request.user.pk, item_id=item.pk)
+    choice = form.cleaned_data["choice"]
+    sides = {"left": order[0], "right": order[1]}
+    verdict = sides.get(choice, choice)
+    pair_label_submit(item=item, annotator=request.user, verdict=verdict,
+                      strength=form.cleaned_data["strength"], rationale=form.cleaned_data["rationale"],
+                      shown_order=order, time_spent_ms=form.cleaned_data["time_spent_ms"])
+    if request.htmx:
+        next_item = pair_item_next_for_annotator(project=project, user=request.user)
+        return render(request, "annotate/annotate.html#item", _item_context(request, project, next_item))
+    return redirect("annotate:annotate", project_id=project.pk)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    form = ImportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        upload = form.cleaned_data["file"]
+        with tempfile.NamedTemporaryFile(suffix=".jsonl") as tmp:
+            for chunk in upload.chunks():
+                tmp.write(chunk)
+            tmp.flush()
+            try:
+                result = items_import(project=project, path=tmp.name, fmt=form.cleaned_data["format"],
+                                      display_name=upload.name)
+            except (ImportError_, ValidationError) as exc:
+                form.add_error("file", str(exc))
+            else:
+                messages.success(request, f"Imported {result.items} pairs from {upload.name} ({result.format}).")
+                return redirect("annotate:project_detail", project_id=project.pk)
+    return render(request, "annotate/import.html", {"project": project, "form": form}, status=422 if form.errors else 200)

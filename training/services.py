@@ -1,0 +1,196 @@
+"""Dataset snapshots (immutable exports with lineage) and training jobs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from annotate.models import PairItem, Project, Verdict
+from annotate.selectors import pair_items_for_project, pair_labels_for_project
+from judges.models import AIJudgment
+from synth.models import ModelEndpoint
+from synth.services import endpoint_model_dir
+from training.models import DatasetSnapshot, TrainingJob
+
+log = logging.getLogger(__name__)
+
+
+def _human_verdicts(project: Project) -> dict[int, dict]:
+    """Majority verdict per item over its human labels, with the labels that made it."""
+    by_item: dict[int, list] = defaultdict(list)
+    for label in pair_labels_for_project(project=project):
+        by_item[label.item_id].append(label)
+    out = {}
+    for item_id, labels in by_item.items():
+        (verdict, votes), *rest = Counter(label.verdict for label in labels).most_common()
+        if rest and rest[0][1] == votes:
+            continue  # no majority
+        strengths = [label.strength for label in labels if label.verdict == verdict and label.strength]
+        out[item_id] = {"verdict": verdict, "labels": [label.pk for label in labels],
+                        "margin": sum(strengths) / len(strengths) if strengths else None}
+    return out
+
+
+def _ai_verdicts(project: Project) -> dict[int, dict]:
+    by_item: dict[int, list] = defaultdict(list)
+    for judgment in AIJudgment.objects.filter(item__project=project).order_by("id"):
+        by_item[judgment.item_id].append(judgment)
+    out = {}
+    for item_id, judgments in by_item.items():
+        (verdict, votes), *rest = Counter(j.verdict for j in judgments).most_common()
+        if rest and rest[0][1] == votes:
+            continue
+        agreeing = [j for j in judgments if j.verdict == verdict]
+        probability = sum(j.probability for j in agreeing) / len(agreeing)
+        out[item_id] = {"verdict": verdict, "judgments": [j.pk for j in judgments],
+                        "margin": abs(probability - 0.5) * 2}
+    return out
+
+
+def preference_rows(*, project: Project, source: str) -> tuple[list[dict], list[dict]]:
+    """TRL conversational preference rows and, row by row, where each came from."""
+    human = _human_verdicts(project) if source in ("human", "both") else {}
+    ai = _ai_verdicts(project) if source in ("ai", "both") else {}
+    rows, lineage = [], []
+    for item in pair_items_for_project(project=project).order_by("id"):
+        decided = human.get(item.pk) or ai.get(item.pk)
+        if not decided or decided["verdict"] not in (Verdict.A, Verdict.B):
+            continue  # ties and both-bad say nothing about which to prefer
+        chosen, rejected = (item.completion_a, item.completion_b)
+        if decided["verdict"] == Verdict.B:
+            chosen, rejected = rejected, chosen
+        row = {"prompt": item.prompt.messages,
+               "chosen": [{"role": "assistant", "content": chosen.text}],
+               "rejected": [{"role": "assistant", "content": rejected.text}]}
+        if decided["margin"] is not None:
+            row["margin"] = round(float(decided["margin"]), 4)
+        rows.append(row)
+        lineage.append({"item": item.pk, "prompt": item.prompt_id, "chosen": chosen.pk, "rejected": rejected.pk,
+                        "by": "human" if item.pk in human else "ai",
+                        **{k: v for k, v in decided.items() if k in ("labels", "judgments")}})
+    return rows, lineage
+
+
+@transaction.atomic
+def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HUMAN,
+                    name: str = "") -> DatasetSnapshot:
+    """Export the project's preferences as an immutable JSONL file with a manifest and sha256."""
+    if source not in DatasetSnapshot.Source.values:
+        raise ValidationError({"source": f"{source!r} is not one of {DatasetSnapshot.Source.values}"})
+    rows, lineage = preference_rows(project=project, source=source)
+    if not rows:
+        raise ValidationError(f"Project {project.name!r} has no {source} preference to export yet.")
+    body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+    digest = hashlib.sha256(body).hexdigest()
+    name = name or f"{project.name}-{source}-{timezone.now():%Y%m%d-%H%M%S}-{digest[:8]}"
+    relative = Path("snapshots") / f"project-{project.pk}" / f"{digest}.jsonl"
+    path = settings.MEDIA_ROOT / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Content-addressed: the same content is the same file, and a file is never rewritten.
+    if not path.exists():
+        partial = path.with_suffix(".partial")
+        partial.write_bytes(body)
+        partial.rename(path)
+    manifest = {"project": {"id": project.pk, "name": project.name}, "format": "preference", "source": source,
+                "rows": len(rows), "sha256": digest, "created_at": timezone.now().isoformat(), "lineage": lineage}
+    return DatasetSnapshot.objects.create(project=project, name=name, source=source, file=str(relative),
+                                          manifest=manifest, sha256=digest, rows=len(rows))
+
+
+def snapshot_path(*, snapshot: DatasetSnapshot) -> Path:
+    return settings.MEDIA_ROOT / snapshot.file
+
+
+DEFAULT_DPO = {"max_steps": 10, "beta": 0.1, "learning_rate": 5e-6, "batch_size": 2, "max_length": 512}
+
+
+def training_job_create(*, base_endpoint: ModelEndpoint, snapshot: DatasetSnapshot,
+                        method: str = TrainingJob.Method.DPO, hyperparameters: dict | None = None,
+                        start: bool = True) -> TrainingJob:
+    job = TrainingJob.objects.create(method=method, base_endpoint=base_endpoint, snapshot=snapshot,
+                                     hyperparameters={**DEFAULT_DPO, **(hyperparameters or {})})
+    if start:
+        training_job_start(job=job)
+    return job
+
+
+def training_job_start(*, job: TrainingJob) -> None:
+    """Queue the job on the training queue once the current transaction commits."""
+    from training.tasks import training_job_run_task
+
+    training_job_run_task.delay_on_commit(job.pk)
+
+
+def _job_dir(job: TrainingJob) -> Path:
+    return settings.MODELS_ROOT / "training" / f"job-{job.pk}"
+
+
+def training_job_run(*, job_id: int) -> TrainingJob:
+    """Run the training script as a subprocess, record its log and metrics, register the model.
+
+    Idempotent: a finished job is left alone; a job found running (its worker died) starts over.
+    """
+    with transaction.atomic():
+        job = TrainingJob.objects.select_for_update().select_related("base_endpoint", "snapshot").get(pk=job_id)
+        if job.status == TrainingJob.Status.DONE:
+            return job
+        job.status, job.started_at, job.error, job.log, job.metrics = (
+            TrainingJob.Status.RUNNING, timezone.now(), "", "", [])
+        job.save(update_fields=["status", "started_at", "error", "log", "metrics"])
+    out = _job_dir(job) / "model"
+    try:
+        config = {**job.hyperparameters, "dataset": str(snapshot_path(snapshot=job.snapshot)),
+                  "model": str(endpoint_model_dir(endpoint=job.base_endpoint)), "output_dir": str(out)}
+        out.mkdir(parents=True, exist_ok=True)
+        config_path = _job_dir(job) / "config.json"
+        config_path.write_text(json.dumps(config, indent=2))
+        _subprocess_run(job, [sys.executable, "-m", f"training.ml.{job.method}", "--config", str(config_path)])
+        metrics_file = out / "metrics.jsonl"
+        job.metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+        endpoint, _ = ModelEndpoint.objects.update_or_create(
+            name=f"{job.base_endpoint.name}-{job.method}-job{job.pk}",
+            defaults={"kind": ModelEndpoint.Kind.TRANSFORMERS, "path": str(out), "created_by_job_id": job.pk},
+        )
+        job.artifact_path, job.result_endpoint = str(out), endpoint
+        job.status, job.finished_at = TrainingJob.Status.DONE, timezone.now()
+        job.save(update_fields=["metrics", "artifact_path", "result_endpoint", "status", "finished_at"])
+    except Exception as exc:
+        log.exception("training job %s failed", job_id)
+        job.status, job.error, job.finished_at = TrainingJob.Status.FAILED, str(exc), timezone.now()
+        job.save(update_fields=["status", "error", "finished_at"])
+        raise
+    return job
+
+
+def _subprocess_run(job: TrainingJob, command: list[str]) -> None:
+    """Run the trainer, appending its output to the job's log at most once a second."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    last = 0.0
+    assert process.stdout is not None
+    for line in process.stdout:
+        lines.append(line)
+        if time.monotonic() - last > 1.0:
+            job.log = "".join(lines[-2000:])
+            job.save(update_fields=["log"])
+            last = time.monotonic()
+    code = process.wait()
+    job.log = "".join(lines[-2000:])
+    job.save(update_fields=["log"])
+    if code != 0:
+        tail = "".join(lines[-15:])
+        raise RuntimeError(f"training.ml.{job.method} exited with status {code}:\n{tail}")
