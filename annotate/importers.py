@@ -70,7 +70,9 @@ def _reply_text(value: object, field_name: str) -> str:
     return conversation[-1]["content"]
 
 
-def _detect(row: dict) -> str:
+def _detect(row: object) -> str:
+    if not isinstance(row, dict):
+        raise ValueError("expected a JSON object")
     if "response_a" in row:
         return "pairs"
     if "prompt" in row and "chosen" in row:
@@ -126,14 +128,35 @@ def parse_row(row: dict, fmt: str) -> ParsedPair:
         if chosen[-1]["role"] != "assistant" or rejected[-1]["role"] != "assistant":
             raise ValueError("chosen/rejected: the transcript must end with an Assistant turn")
         prompt = chosen[:-1]
+        pair = _preference_pair(prompt, chosen[-1]["content"], rejected[-1]["content"], row["chosen"] + row["rejected"])
         if rejected[:-1] != prompt:
-            raise ValueError("rejected: its conversation before the final reply differs from chosen's")
-        return _preference_pair(prompt, chosen[-1]["content"], rejected[-1]["content"], row["chosen"] + row["rejected"])
+            # A few real rows differ before the final reply (e.g. a "Humans:" typo inside a turn): the
+            # conversation is taken from chosen, and the row is flagged rather than refused.
+            pair.metadata["context_differs"] = True
+        return pair
     raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+
+
+def format_detect(path: str | Path, *, display_name: str | None = None) -> str:
+    """The format of a file, from its first row."""
+    name = display_name or Path(path).name
+    with open(path, encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                return _detect(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ImportError_(path=name, line=line_no, field="(json)", message=str(exc)) from None
+            except (ValueError, TypeError) as exc:
+                raise ImportError_(path=name, line=line_no, field="(row)", message=str(exc)) from None
+    raise ImportError_(path=name, line=0, field="(file)", message="the file has no rows")
 
 
 def parse_file(path: str | Path, fmt: str = "auto", *, display_name: str | None = None) -> Iterator[ParsedPair]:
     name = display_name or Path(path).name
+    if fmt == "auto":
+        fmt = format_detect(path, display_name=name)
     with open(path, encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
@@ -143,8 +166,6 @@ def parse_file(path: str | Path, fmt: str = "auto", *, display_name: str | None 
             except json.JSONDecodeError as exc:
                 raise ImportError_(path=name, line=line_no, field="(json)", message=str(exc)) from None
             try:
-                if fmt == "auto":
-                    fmt = _detect(row)
                 yield parse_row(row, fmt)
             except KeyError as exc:
                 raise ImportError_(path=name, line=line_no, field=str(exc.args[0]), message="missing") from None
@@ -158,6 +179,8 @@ def items_import(*, project: Project, path: str | Path, fmt: str = "auto",
                  display_name: str | None = None) -> ImportResult:
     """Import a file of pairs into ``project``: all of it or, on any error, none of it."""
     name = display_name or Path(path).name
+    if fmt == "auto":
+        fmt = format_detect(path, display_name=name)
     parsed = list(parse_file(path, fmt, display_name=name))
     with transaction.atomic():
         prompts = Prompt.objects.bulk_create(

@@ -80,11 +80,12 @@ def test_hh_transcript_split():
 @pytest.mark.skipif(not (SHARED_DATA / "hh-rlhf-helpful-base").exists(), reason="shared hh-rlhf sample absent")
 def test_real_hh_rlhf_sample_imports(tmp_path):
     source = SHARED_DATA / "hh-rlhf-helpful-base" / "helpful-base_test_first2000.jsonl"
-    lines = source.read_text().splitlines()[:200]
-    path = write_jsonl(tmp_path / "hh.jsonl", lines)
+    lines = source.read_text().splitlines()
     project = ProjectFactory()
-    result = items_import(project=project, path=path)
-    assert (result.format, result.items) == ("hh-rlhf", 200)
+    result = items_import(project=project, path=source)
+    assert (result.format, result.items) == ("hh-rlhf", 2000)
+    # SOURCE.md: 9 pairs whose transcripts differ before the final turn; they are kept and flagged.
+    assert Prompt.objects.filter(project=project, metadata__context_differs=True).count() == 9
     row = json.loads(lines[0])
     item = PairItem.objects.filter(project=project).order_by("id").first()
     # The shared conversation ends with the human's turn; the replies are the two final turns.

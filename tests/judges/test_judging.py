@@ -1,0 +1,114 @@
+import math
+import re
+
+import pytest
+
+from judges.models import AIJudgment, Judge
+from judges.services import items_judge, judge_prompt, judgment_combine, verdict_parse
+from synth.models import ModelEndpoint
+from tests.factories import CompletionFactory, PairItemFactory, ProjectFactory, PromptFactory
+
+
+class FirstBiasedJudge:
+    """A scripted judge: prefers the better response, but prefers whatever is shown first more.
+
+    Each response says its true quality ("quality=0.7"); P(first is better) = sigmoid(2 + 3 * (q1 - q2)),
+    so the first response always wins when judged in one order.
+    """
+
+    name = "scripted"
+
+    def score(self, conversations, candidates):
+        out = []
+        for conversation, cands in zip(conversations, candidates, strict=True):
+            assert cands == ["A", "B"]
+            q_first, q_second = map(float, re.findall(r"quality=([0-9.]+)", conversation[-1]["content"]))
+            p_first = 1 / (1 + math.exp(-(2 + 3 * (q_first - q_second))))
+            out.append([math.log(p_first), math.log(1 - p_first)])
+        return out
+
+
+@pytest.fixture
+def biased_items(db):
+    project = ProjectFactory()
+    items = []
+    for i in range(10):
+        prompt = PromptFactory(project=project)
+        better_is_a = i % 2 == 0
+        qa, qb = (0.9, 0.4) if better_is_a else (0.4, 0.9)
+        items.append(PairItemFactory(project=project, prompt=prompt,
+                                     completion_a=CompletionFactory(prompt=prompt, text=f"quality={qa}"),
+                                     completion_b=CompletionFactory(prompt=prompt, text=f"quality={qb}")))
+    return items
+
+
+def make_judge(debiasing):
+    endpoint, _ = ModelEndpoint.objects.get_or_create(name="scripted", defaults={"path": "unused"})
+    return Judge.objects.create(name=f"judge-{debiasing}", endpoint=endpoint, debiasing=debiasing)
+
+
+def truth(item):
+    return "A" if item.completion_a.text.endswith("0.9") else "B"
+
+
+def test_without_debiasing_the_first_position_always_wins(biased_items):
+    judgments = items_judge(judge=make_judge(Judge.Debiasing.NONE), items=biased_items, backend=FirstBiasedJudge())
+    assert {j.verdict for j in judgments} == {"A"}
+    assert all(j.verdict_ba == "" and j.prob_a_ba is None for j in judgments)
+
+
+def test_swap_average_removes_the_position_bias(biased_items):
+    judgments = items_judge(judge=make_judge(Judge.Debiasing.SWAP_AVERAGE), items=biased_items,
+                            backend=FirstBiasedJudge())
+    assert [j.verdict for j in judgments] == [truth(i) for i in biased_items]
+    for j in judgments:
+        # Both orders were judged, and each picked the response shown first.
+        assert (j.verdict_ab, j.verdict_ba) == ("A", "B")
+        assert j.flipped
+        assert math.isclose(j.probability, (j.prob_a_ab + j.prob_a_ba) / 2)
+
+
+def test_swap_makes_inconsistent_pairs_ties(biased_items):
+    judgments = items_judge(judge=make_judge(Judge.Debiasing.SWAP), items=biased_items, backend=FirstBiasedJudge())
+    assert {j.verdict for j in judgments} == {"tie"}
+
+
+def test_judging_twice_stores_one_judgment_per_item(biased_items):
+    judge = make_judge(Judge.Debiasing.SWAP_AVERAGE)
+    items_judge(judge=judge, items=biased_items, backend=FirstBiasedJudge())
+    items_judge(judge=judge, items=biased_items[:3], backend=FirstBiasedJudge())
+    assert AIJudgment.objects.filter(judge=judge).count() == len(biased_items)
+    judge.template_version += 1  # a new template version judges again
+    judge.save()
+    items_judge(judge=judge, items=biased_items[:3], backend=FirstBiasedJudge())
+    assert AIJudgment.objects.filter(judge=judge).count() == len(biased_items) + 3
+
+
+def test_combine_rules():
+    assert judgment_combine(debiasing="swap", prob_a_ab=0.8, prob_a_ba=0.7) == ("A", 0.75)
+    assert judgment_combine(debiasing="swap", prob_a_ab=0.8, prob_a_ba=0.3) == ("tie", 0.5)
+    assert judgment_combine(debiasing="swap_average", prob_a_ab=0.9, prob_a_ba=0.3) == ("A", 0.6)
+    assert judgment_combine(debiasing="none", prob_a_ab=0.2, prob_a_ba=None) == ("B", 0.2)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("After comparing both, my final verdict is [[B]].", "B"),
+    ("[[A]]", "A"),
+    ("A", "A"),
+    ("b.", "B"),
+    ("Verdict: A", "A"),
+    ("The answer is **B**", "B"),
+    ("Response B is better because it is correct.", "B"),
+    ("Response A mentions [[B]] once, but final verdict: [[A]]", "A"),
+    ("I cannot decide.", None),
+    ("", None),
+])
+def test_verdict_parse(text, expected):
+    assert verdict_parse(text) == expected
+
+
+def test_template_placeholders_in_responses_are_not_substituted():
+    prompt = judge_prompt(template="{conversation}|{response_a}|{response_b}",
+                          conversation=[{"role": "user", "content": "q {response_b}"}], first="x {response_a}",
+                          second="y")
+    assert prompt == [{"role": "user", "content": "User: q {response_b}|x {response_a}|y"}]
