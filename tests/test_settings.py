@@ -1,0 +1,67 @@
+"""Configuration from the environment, deployment checks, and a web process free of heavy imports."""
+
+import os
+import subprocess
+import sys
+
+from django.conf import settings
+
+BASE = {k: v for k, v in os.environ.items() if k not in {
+    "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CELERY_BROKER_URL",
+    "CELERY_BROKER_DIR", "MEDIA_ROOT", "MODELS_ROOT", "STATIC_ROOT"}}
+
+
+def run(code_or_args, **env):
+    args = code_or_args if isinstance(code_or_args, list) else [sys.executable, "-c", code_or_args]
+    return subprocess.run(args, cwd=settings.BASE_DIR, env={**BASE, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_deploy_check_is_clean_in_production_settings(tmp_path):
+    result = run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+                 SECRET_KEY="x7#Lq2!vR9@pZ4$wK8^mN3&bT6*yH1(cF5)jD0-sG2+eA7=uQ9", ALLOWED_HOSTS="prefs.example.org",
+                 VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_secret_key_is_required_without_debug(tmp_path):
+    result = run("import django; django.setup()", VAR_DIR=str(tmp_path))
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_debug_generates_a_development_key_once(tmp_path):
+    code = "from django.conf import settings; print(settings.SECRET_KEY)"
+    first = run(code, DEBUG="1", VAR_DIR=str(tmp_path))
+    second = run(code, DEBUG="1", VAR_DIR=str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout and len(first.stdout.strip()) >= 50
+    assert (tmp_path / "secret_key").read_text().strip() == first.stdout.strip()
+
+
+def test_database_and_broker_come_from_the_environment(tmp_path):
+    code = ("from django.conf import settings; d = settings.DATABASES['default'];"
+            "print(d['ENGINE'], d['NAME'], d['HOST'], settings.CELERY_BROKER_URL, sep='|')")
+    result = run(code, DEBUG="1", VAR_DIR=str(tmp_path), DATABASE_URL="postgres://u:p@db.internal:5433/prefs",
+                 CELERY_BROKER_URL="redis://cache:6379/1")
+    assert result.stdout.strip().split("|") == ["django.db.backends.postgresql", "prefs", "db.internal", "redis://cache:6379/1"]
+    default = run(code, DEBUG="1", VAR_DIR=str(tmp_path))
+    engine, name, _host, broker = default.stdout.strip().split("|")
+    assert engine == "django.db.backends.sqlite3" and name == str(tmp_path / "db.sqlite3") and broker == "filesystem://"
+
+
+def test_web_process_does_not_import_heavy_libraries(tmp_path):
+    code = """
+import sys, django
+django.setup()
+from django.test import Client
+from django.urls import reverse
+import config.wsgi, config.urls
+from django.contrib.auth.models import User
+Client().get("/accounts/login/")
+heavy = sorted(m for m in ("torch", "transformers", "trl", "datasets", "accelerate") if m in sys.modules)
+print("heavy:", heavy)
+"""
+    result = run(code, DEBUG="1", VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "heavy: []" in result.stdout
