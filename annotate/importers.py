@@ -17,6 +17,7 @@ from django.db import transaction
 
 from annotate.models import Completion, PairItem, Project, Prompt
 from annotate.services import conversation_validate
+from annotate.text import text_clean
 
 FORMATS = {
     "auto": "detect from the first row",
@@ -63,7 +64,7 @@ def hh_transcript_split(text: str) -> list[dict[str, str]]:
 
 def _reply_text(value: object, field_name: str) -> str:
     if isinstance(value, str):
-        return value
+        return text_clean(value)
     conversation = conversation_validate(value, field=field_name)
     if conversation[-1]["role"] != "assistant":
         raise ValueError(f"{field_name}: the last message must be the assistant's reply")
@@ -86,6 +87,7 @@ def _preference_pair(prompt: list[dict], chosen: str, rejected: str, key: str) -
     # Which side the preferred reply goes to is decided by a hash, so the stored A is not always
     # the preferred one; the source's preference is kept in the metadata.
     chosen_is_a = hashlib.sha256(key.encode()).digest()[0] % 2 == 0
+    chosen, rejected = text_clean(chosen), text_clean(rejected)
     a, b = (chosen, rejected) if chosen_is_a else (rejected, chosen)
     return ParsedPair(prompt=prompt, response_a=a, response_b=b,
                       metadata={"source_preference": "A" if chosen_is_a else "B"})

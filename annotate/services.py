@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from annotate.models import Completion, Membership, PairItem, PairLabel, Project, Prompt, Verdict
+from annotate.text import text_clean
 
 ROLES = {"system", "user", "assistant", "tool"}
 
@@ -28,7 +29,7 @@ def conversation_validate(messages: object, *, field: str = "prompt") -> list[di
             raise ValueError(f"{field}[{i}].role: {role!r} is not one of {sorted(ROLES)}")
         if not isinstance(content, str):
             raise ValueError(f"{field}[{i}].content: expected a string")
-        clean.append({"role": role, "content": content})
+        clean.append({"role": role, "content": text_clean(content)})
     return clean
 
 

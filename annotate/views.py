@@ -54,7 +54,9 @@ def _item_context(request: HttpRequest, project, item: PairItem | None) -> dict:
                "stats": project_stats(project=project, user=request.user)}
     if item is not None:
         order = presentation_order(user_id=request.user.pk, item_id=item.pk)
-        left, right = (item.completion_a, item.completion_b) if order == "AB" else (item.completion_b, item.completion_a)
+        left, right = item.completion_a, item.completion_b
+        if order == PairLabel.Order.BA:
+            left, right = right, left
         context.update(order=order, left=left, right=right)
     return context
 
@@ -112,4 +114,5 @@ def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
             else:
                 messages.success(request, f"Imported {result.items} pairs from {upload.name} ({result.format}).")
                 return redirect("annotate:project_detail", project_id=project.pk)
-    return render(request, "annotate/import.html", {"project": project, "form": form}, status=422 if form.errors else 200)
+    status = 422 if form.errors else 200
+    return render(request, "annotate/import.html", {"project": project, "form": form}, status=status)

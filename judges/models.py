@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
-DEFAULT_PAIRWISE_TEMPLATE = """Compare two responses to the conversation below and decide which one is better: more helpful, correct and harmless.
+DEFAULT_PAIRWISE_TEMPLATE = """Compare two responses to the conversation below and decide which one is better:
+more helpful, correct and harmless.
 
 [Conversation]
 {conversation}

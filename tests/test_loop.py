@@ -43,7 +43,8 @@ def test_the_whole_loop(client, media, tiny_endpoint, tiny_model_dir, django_cap
     client.force_login(annotator)
     for _ in range(3):
         item = client.get(reverse("annotate:annotate", args=[project.pk])).context["item"]
-        client.post(reverse("annotate:annotate_submit", args=[project.pk, item.pk]), {"choice": "left", "strength": "2"})
+        url = reverse("annotate:annotate_submit", args=[project.pk, item.pk])
+        client.post(url, {"choice": "left", "strength": "2"})
     labels = PairLabel.objects.filter(item__project=project)
     assert labels.count() == 3
     assert {label.verdict for label in labels} <= {"A", "B"}

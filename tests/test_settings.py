@@ -65,3 +65,9 @@ print("heavy:", heavy)
     result = run(code, DEBUG="1", VAR_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "heavy: []" in result.stdout
+
+
+def test_migrations_match_the_models(tmp_path):
+    result = run([sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"], DEBUG="1",
+                 VAR_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stdout + result.stderr

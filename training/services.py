@@ -17,7 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.models import PairItem, Project, Verdict
+from annotate.models import Project, Verdict
 from annotate.selectors import pair_items_for_project, pair_labels_for_project
 from judges.models import AIJudgment
 from synth.models import ModelEndpoint

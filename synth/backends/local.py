@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from annotate.text import text_clean
 from synth.backends.base import Conversation, Sampling
 
 
@@ -48,7 +49,7 @@ class TransformersBackend:
                     kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
                 out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
                 for row in out[:, width:]:
-                    outputs.append(self.tokenizer.decode(row, skip_special_tokens=True).strip())
+                    outputs.append(text_clean(self.tokenizer.decode(row, skip_special_tokens=True)).strip())
         return [outputs[i : i + sampling.n] for i in range(0, len(outputs), sampling.n)]
 
     def score(self, conversations: list[Conversation], candidates: list[list[str]], *,

@@ -6,6 +6,7 @@ import json
 import math
 import urllib.request
 
+from annotate.text import text_clean
 from synth.backends.base import Conversation, Sampling
 
 
@@ -36,7 +37,7 @@ class OpenAIBackend:
             if sampling.seed is not None:
                 body["seed"] = sampling.seed
             data = self._post(body)
-            out.append([choice["message"]["content"] for choice in data["choices"]])
+            out.append([text_clean(choice["message"]["content"] or "") for choice in data["choices"]])
         return out
 
     def score(self, conversations: list[Conversation], candidates: list[list[str]]) -> list[list[float]]:

@@ -92,3 +92,12 @@ def test_real_hh_rlhf_sample_imports(tmp_path):
     assert item.prompt.messages[-1]["role"] == "user"
     final_chosen = hh_transcript_split(row["chosen"])[-1]["content"]
     assert final_chosen in (item.completion_a.text, item.completion_b.text)
+
+
+def test_nul_characters_are_dropped(tmp_path):
+    """PostgreSQL text cannot hold NUL: it is removed, not left to fail the whole import."""
+    project = ProjectFactory()
+    items_import(project=project, path=write_jsonl(tmp_path / "nul.jsonl", [
+        {"prompt": "q\u0000?", "response_a": "a\u0000b", "response_b": "c"}]))
+    item = PairItem.objects.get(project=project)
+    assert (item.prompt.messages[0]["content"], item.completion_a.text) == ("q?", "ab")

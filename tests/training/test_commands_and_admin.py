@@ -5,7 +5,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from annotate.models import PairItem, Project
-from tests.factories import PairLabelFactory, ProjectFactory, UserFactory
+from tests.factories import PairLabelFactory, UserFactory
 from training.demo import DEMO_PROMPTS, demo_loop, demo_setup
 from training.ml.common import config_parse
 from training.ml.dpo import DPOScriptConfig

@@ -21,4 +21,5 @@ class Command(BaseCommand):
         run = JudgeRun.objects.create(judge=judge_obj, project=project_obj)
         run = judge_run_execute(run_id=run.pk)
         flips = sum(j.flipped for j in judge_obj.judgments.filter(item__project=project_obj))
-        self.stdout.write(self.style.SUCCESS(f"judge run #{run.pk}: {run.total} pairs judged, {flips} flip with the order"))
+        self.stdout.write(self.style.SUCCESS(
+            f"judge run #{run.pk}: {run.total} pairs judged, {flips} flip with the order"))
