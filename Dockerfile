@@ -10,6 +10,7 @@ COPY training training
 COPY templates templates
 COPY static static
 COPY manage.py ./
-RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+# torch pinned first (a GPU build: workers and trainers of a deployment run on GPUs).
+RUN pip install --no-cache-dir torch==2.13.0 \
  && pip install --no-cache-dir -e . \
  && SECRET_KEY=build python manage.py collectstatic --noinput
