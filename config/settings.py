@@ -147,7 +147,7 @@ REST_FRAMEWORK = {
 
 # --- Celery ---------------------------------------------------------------------------------
 # Default broker: kombu's filesystem transport, which needs no server. Production: Redis.
-CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
 BROKER_DIR = Path(os.environ.get("CELERY_BROKER_DIR", VAR_DIR / "broker"))
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR.mkdir(parents=True, exist_ok=True)

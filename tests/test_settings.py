@@ -47,7 +47,7 @@ def test_database_and_broker_come_from_the_environment(tmp_path):
     assert result.stdout.strip().split("|") == ["django.db.backends.postgresql", "prefs", "db.internal", "redis://cache:6379/1"]
     default = run(code, DEBUG="1", VAR_DIR=str(tmp_path))
     engine, name, _host, broker = default.stdout.strip().split("|")
-    assert engine == "django.db.backends.sqlite3" and name == str(tmp_path / "db.sqlite3") and broker == "filesystem://"
+    assert engine == "django.db.backends.sqlite3" and name == str(tmp_path / "db.sqlite3") and broker == "filesystem://localhost/"
 
 
 def test_web_process_does_not_import_heavy_libraries(tmp_path):

@@ -78,3 +78,14 @@ def test_openai_compatible_backend_against_a_local_server():
         assert client.score([[{"role": "user", "content": "A or B?"}]], [["A", "B"]]) == [[-2.5, -0.1]]
     finally:
         server.shutdown()
+
+
+def test_tasks_for_deleted_rows_do_nothing(db, caplog):
+    """A message can outlive its row (deleted job, re-created database): the task logs and returns."""
+    from judges.tasks import judge_run_execute_task
+    from synth.tasks import synthesis_job_run_task
+    from training.tasks import training_job_run_task
+
+    for task in (synthesis_job_run_task, judge_run_execute_task, training_job_run_task):
+        task.apply(args=[987654]).get()
+    assert caplog.text.count("no longer exists") == 3
