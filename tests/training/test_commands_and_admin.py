@@ -5,7 +5,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from annotate.models import PairItem, Project
-from tests.factories import PairLabelFactory, UserFactory
+from tests.factories import PairLabelFactory, ProjectFactory, UserFactory
 from training.demo import DEMO_PROMPTS, demo_loop, demo_setup
 from training.ml.common import config_parse
 from training.ml.dpo import DPOScriptConfig
@@ -68,3 +68,26 @@ def test_headless_demo_loop_on_the_tiny_model(media, tiny_endpoint):
     assert [line.split(" ", 1)[0] for line in lines] == [f"{i}/6" for i in range(1, 7)]
     assert report["pairs"] == 20 and report["judgments"] == 20
     assert report["snapshot_rows"] > 0 and report["endpoint"].startswith("tiny-dpo-job")
+
+
+@pytest.mark.slow
+def test_run_judge_and_train_commands(media, tiny_endpoint, capsys):
+    from judges.models import AIJudgment, Judge
+    from tests.factories import PairItemFactory
+
+    project = ProjectFactory(name="Commands")
+    for _ in range(4):
+        PairItemFactory(project=project)
+    Judge.objects.create(name="j", endpoint=tiny_endpoint)
+    call_command("run_judge", "--project", "Commands", "--judge", "j")
+    assert AIJudgment.objects.filter(item__project=project).count() == 4
+    assert "4 pairs judged" in capsys.readouterr().out
+    call_command("export_snapshot", "--project", "Commands", "--source", "ai")
+    snapshot = DatasetSnapshot.objects.get(project=project)
+    call_command("train", "--snapshot", str(snapshot.pk), "--endpoint", "tiny", "--set", "max_steps=1",
+                 "--set", "max_length=64")
+    job = TrainingJob.objects.get()
+    assert job.status == TrainingJob.Status.DONE and job.result_endpoint is not None
+    assert f"training job #{job.pk}" in capsys.readouterr().out
+    with pytest.raises(CommandError, match="KEY=JSON"):
+        call_command("train", "--snapshot", str(snapshot.pk), "--endpoint", "tiny", "--set", "max_steps")
