@@ -1,29 +1,38 @@
-"""The annotation API: the same actions as the pages, scoped the same way."""
+"""The annotation API: everything the pages do, scoped the same way (token or session auth)."""
 
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate.models import PairItem, PairLabel, Project, Verdict
+from annotate.models import Membership, PairItem, PairLabel, Project, Verdict
 from annotate.selectors import (
     pair_item_get_for_annotator,
-    pair_item_next_for_annotator,
     project_get_for_user,
     project_list_for_user,
     project_stats,
 )
-from annotate.services import pair_label_submit
+from annotate.services import (
+    pair_item_lease_next,
+    pair_item_skip,
+    pair_label_submit,
+    project_create,
+    project_update,
+)
 from annotate.views import presentation_order
 
 
 class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
-        fields = ["id", "name", "guidelines", "task_kind", "overlap", "created_at"]
+        fields = ["id", "name", "guidelines", "task_kind", "overlap", "criteria", "gold_rate", "lease_minutes",
+                  "prioritize_disagreements", "created_at"]
+        read_only_fields = ["id", "created_at"]
 
 
 class PairItemSerializer(serializers.ModelSerializer):
@@ -36,48 +45,80 @@ class PairItemSerializer(serializers.ModelSerializer):
         fields = ["id", "project", "messages", "response_a", "response_b"]
 
 
+class NextItemSerializer(PairItemSerializer):
+    shown_order = serializers.CharField(help_text="AB: show A on the left; BA: show B on the left.")
+
+    class Meta(PairItemSerializer.Meta):
+        fields = [*PairItemSerializer.Meta.fields, "shown_order"]
+
+
 class PairLabelInSerializer(serializers.Serializer):
-    verdict = serializers.ChoiceField(choices=Verdict.choices)
+    verdict = serializers.ChoiceField(choices=Verdict.choices, help_text="About the stored responses A and B.")
     strength = serializers.ChoiceField(choices=PairLabel.Strength.choices, required=False, allow_null=True)
     rationale = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
     time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    criteria = serializers.DictField(child=serializers.ChoiceField(choices=Verdict.choices), required=False)
 
 
 class PairLabelSerializer(serializers.ModelSerializer):
     class Meta:
         model = PairLabel
-        fields = ["id", "item", "verdict", "strength", "rationale", "shown_order", "time_spent_ms", "created_at"]
+        fields = ["id", "item", "verdict", "strength", "rationale", "criteria", "shown_order", "time_spent_ms",
+                  "created_at", "updated_at"]
 
 
-@api_view(["GET"])
+@extend_schema(responses=ProjectSerializer(many=True), request=ProjectSerializer)
+@api_view(["GET", "POST"])
 def project_list(request: Request) -> Response:
+    """Your projects; POST creates one, with you as its researcher."""
+    if request.method == "POST":
+        data = ProjectSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = project_create(created_by=request.user, **data.validated_data)
+        return Response(ProjectSerializer(project).data, status=status.HTTP_201_CREATED)
     return Response(ProjectSerializer(project_list_for_user(user=request.user), many=True).data)
 
 
-@api_view(["GET"])
+@extend_schema(responses=ProjectSerializer, request=ProjectSerializer)
+@api_view(["GET", "PATCH"])
 def project_detail(request: Request, project_id: int) -> Response:
-    project = project_get_for_user(user=request.user, project_id=project_id)
+    """A project and its counts; researchers may PATCH its settings."""
+    if request.method == "PATCH":
+        project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+        data = ProjectSerializer(project, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        project = project_update(project=project, **data.validated_data)
+    else:
+        project = project_get_for_user(user=request.user, project_id=project_id)
     return Response({**ProjectSerializer(project).data, "stats": project_stats(project=project, user=request.user)})
 
 
+@extend_schema(responses={200: NextItemSerializer, 204: OpenApiResponse(description="Nothing left to label.")})
 @api_view(["GET"])
 def next_item(request: Request, project_id: int) -> Response:
-    """The next pair to label, with the side order to show it in (``AB``: A left)."""
+    """Lease the next pair to label, with the side order to show it in."""
     project = project_get_for_user(user=request.user, project_id=project_id)
-    item = pair_item_next_for_annotator(project=project, user=request.user)
+    item = pair_item_lease_next(project=project, user=request.user)
     if item is None:
         return Response(status=status.HTTP_204_NO_CONTENT)
-    order = presentation_order(user_id=request.user.pk, item_id=item.pk)
-    return Response({**PairItemSerializer(item).data, "shown_order": order})
+    item.shown_order = presentation_order(user_id=request.user.pk, item_id=item.pk)
+    return Response(NextItemSerializer(item).data)
 
 
-@api_view(["POST"])
-def label_submit(request: Request, project_id: int, item_id: int) -> Response:
-    """Label an item. The verdict names the stored responses A and B, not screen sides."""
+def _item_in_project(request: Request, project_id: int, item_id: int) -> PairItem:
     project = project_get_for_user(user=request.user, project_id=project_id)
     item = pair_item_get_for_annotator(user=request.user, item_id=item_id)
     if item.project_id != project.pk:
-        return Response({"detail": "No such item."}, status=status.HTTP_404_NOT_FOUND)
+        raise Http404("No such item.")
+    item.project = project
+    return item
+
+
+@extend_schema(request=PairLabelInSerializer, responses={201: PairLabelSerializer})
+@api_view(["POST"])
+def label_submit(request: Request, project_id: int, item_id: int) -> Response:
+    """Label (or relabel) an item. The verdict names the stored responses A and B, not screen sides."""
+    item = _item_in_project(request, project_id, item_id)
     data = PairLabelInSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     try:
@@ -87,3 +128,20 @@ def label_submit(request: Request, project_id: int, item_id: int) -> Response:
     except ValidationError as exc:
         return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
     return Response(PairLabelSerializer(label).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(request=None, responses={204: OpenApiResponse(description="Skipped.")})
+@api_view(["POST"])
+def item_skip(request: Request, project_id: int, item_id: int) -> Response:
+    """Skip an item: it is not served to you again."""
+    pair_item_skip(item=_item_in_project(request, project_id, item_id), user=request.user)
+    return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+@extend_schema(responses=PairLabelSerializer(many=True))
+@api_view(["GET"])
+def my_labels(request: Request, project_id: int) -> Response:
+    """Your own labels in the project, newest first (never other people's)."""
+    project = project_get_for_user(user=request.user, project_id=project_id)
+    labels = PairLabel.objects.filter(item__project=project, annotator=request.user).order_by("-updated_at")[:500]
+    return Response(PairLabelSerializer(labels, many=True).data)

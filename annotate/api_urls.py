@@ -1,12 +1,17 @@
 from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
 from annotate import api
 
 urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("token/", obtain_auth_token, name="api_token"),
     path("projects/", api.project_list, name="api_project_list"),
     path("projects/<int:project_id>/", api.project_detail, name="api_project_detail"),
     path("projects/<int:project_id>/next/", api.next_item, name="api_next_item"),
+    path("projects/<int:project_id>/labels/mine/", api.my_labels, name="api_my_labels"),
     path("projects/<int:project_id>/items/<int:item_id>/label/", api.label_submit, name="api_label_submit"),
+    path("projects/<int:project_id>/items/<int:item_id>/skip/", api.item_skip, name="api_item_skip"),
 ]

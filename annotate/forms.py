@@ -13,6 +13,18 @@ class PairLabelForm(forms.Form):
     rationale = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
     time_spent_ms = forms.IntegerField(required=False, min_value=0, max_value=24 * 3600 * 1000)
 
+    def __init__(self, *args, criteria: list[str] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.criteria = list(criteria or [])
+        for name in self.criteria:
+            self.fields[f"criterion_{name}"] = forms.ChoiceField(
+                choices=[("", "—"), *self.fields["choice"].choices], required=False, label=name)
+
+    def criteria_values(self) -> dict[str, str]:
+        """The per-criterion answers given, in screen sides."""
+        return {name: self.cleaned_data[f"criterion_{name}"] for name in self.criteria
+                if self.cleaned_data.get(f"criterion_{name}")}
+
 
 class ImportForm(forms.Form):
     file = forms.FileField()

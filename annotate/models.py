@@ -15,6 +15,12 @@ class Project(models.Model):
     guidelines = models.TextField(blank=True)
     task_kind = models.CharField(max_length=20, choices=TaskKind.choices, default=TaskKind.PAIRWISE)
     overlap = models.PositiveSmallIntegerField(default=1, help_text="Labels needed per item (k).")
+    criteria = models.JSONField(default=list, blank=True,
+                                help_text='Optional per-criterion verdicts, e.g. ["helpfulness", "harmlessness"].')
+    gold_rate = models.FloatField(default=0.0, help_text="Share of served items that are gold (honeypot) items.")
+    lease_minutes = models.PositiveIntegerField(default=30, help_text="An unanswered item returns after this long.")
+    prioritize_disagreements = models.BooleanField(
+        default=False, help_text="Serve first the pairs whose AI judgments disagree or flip with the order.")
     members = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="annotation_projects"
     )
@@ -22,7 +28,11 @@ class Project(models.Model):
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.CheckConstraint(condition=models.Q(overlap__gte=1), name="project_overlap_gte_1")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(overlap__gte=1), name="project_overlap_gte_1"),
+            models.CheckConstraint(condition=models.Q(gold_rate__gte=0, gold_rate__lte=1),
+                                   name="project_gold_rate_0_1"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -88,6 +98,15 @@ class PairItem(models.Model):
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="pair_items")
     completion_a = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
     completion_b = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
+    # Gold (honeypot) items have a known answer; every annotator may get them, they fill no slot.
+    is_gold = models.BooleanField(default=False, db_default=False)
+    gold_verdict = models.CharField(max_length=10, blank=True, default="", db_default="")
+    # Set by a reviewer who adjudicated a disagreement: it overrides the aggregate of the labels.
+    final_verdict = models.CharField(max_length=10, blank=True, default="", db_default="")
+    final_strength = models.PositiveSmallIntegerField(null=True, blank=True)
+    adjudicated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                       related_name="+")
+    adjudicated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -97,6 +116,8 @@ class PairItem(models.Model):
             models.CheckConstraint(
                 condition=~models.Q(completion_a=models.F("completion_b")), name="pair_item_distinct"
             ),
+            models.CheckConstraint(condition=~models.Q(is_gold=True, gold_verdict=""),
+                                   name="pair_item_gold_has_answer"),
         ]
 
     def __str__(self) -> str:
@@ -127,6 +148,7 @@ class PairLabel(models.Model):
     verdict = models.CharField(max_length=10, choices=Verdict.choices)
     strength = models.PositiveSmallIntegerField(choices=Strength.choices, null=True, blank=True)
     rationale = models.TextField(blank=True)
+    criteria = models.JSONField(default=dict, blank=True, help_text='Per-criterion verdicts: {"harmlessness": "B"}.')
     shown_order = models.CharField(max_length=2, choices=Order.choices, default=Order.AB)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -140,3 +162,74 @@ class PairLabel(models.Model):
 
     def __str__(self) -> str:
         return f"{self.annotator} on {self.item_id}: {self.verdict}"
+
+
+class ItemSlot(models.Model):
+    """One of the k labels an item needs, leased to one annotator at a time.
+
+    Serving the next item claims a free slot with ``SELECT ... FOR UPDATE SKIP LOCKED`` (on
+    PostgreSQL), so two annotators asking at the same moment never get the same slot; a lease that
+    runs out frees the slot for someone else.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey(PairItem, on_delete=models.CASCADE, related_name="slots")
+    number = models.PositiveSmallIntegerField()
+    priority = models.IntegerField(default=0, db_default=0)
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    leased_until = models.DateTimeField(null=True, blank=True)
+    done = models.BooleanField(default=False, db_default=False)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "number"], name="slot_unique_number")]
+        indexes = [
+            models.Index(fields=["project", "done", "-priority", "id"], name="slot_queue"),
+            models.Index(fields=["annotator", "done"], name="slot_annotator"),
+        ]
+
+    def __str__(self) -> str:
+        return f"slot {self.number} of item {self.item_id}"
+
+
+class ItemSkip(models.Model):
+    """An item an annotator chose to skip: it is not served to them again."""
+
+    item = models.ForeignKey(PairItem, on_delete=models.CASCADE, related_name="skips")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "annotator"], name="skip_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.annotator} skipped {self.item_id}"
+
+
+class ImportJob(models.Model):
+    """A file imported by a worker, with progress for the page."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    file_name = models.CharField(max_length=300)
+    path = models.CharField(max_length=500, help_text="The uploaded file, under MEDIA_ROOT.")
+    format = models.CharField(max_length=30, default="auto")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
+    progress = models.PositiveIntegerField(default=0, help_text="Rows read so far.")
+    total = models.PositiveIntegerField(default=0, help_text="Bytes of the file (for the progress bar).")
+    items = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"import {self.file_name} ({self.status})"

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from annotate.models import Membership, PairItem, PairLabel, Project
+from annotate.models import ItemSlot, Membership, PairItem, PairLabel, Project
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -48,26 +48,12 @@ def pair_item_get_for_annotator(*, user: User, item_id: int) -> PairItem:
         raise Http404("No such item.") from None
 
 
-def pair_item_next_for_annotator(*, project: Project, user: User) -> PairItem | None:
-    """The oldest item that still needs labels and that this annotator has not labeled."""
-    mine = PairLabel.objects.filter(item=OuterRef("pk"), annotator=user)
-    return (
-        PairItem.objects.filter(project=project)
-        .annotate(n_labels=Count("labels"))
-        .filter(n_labels__lt=project.overlap)
-        .exclude(Exists(mine))
-        .select_related("prompt", "completion_a", "completion_b")
-        .order_by("id")
-        .first()
-    )
-
-
 def project_stats(*, project: Project, user: User | None = None) -> dict:
-    items = PairItem.objects.filter(project=project)
-    counts = items.aggregate(
-        items=Count("id", distinct=True),
-        complete=Count("id", filter=Q(id__in=_complete_ids(project)), distinct=True),
-    )
+    """Counts for the project page: items, open slots, labels (and the user's own)."""
+    counts = PairItem.objects.filter(project=project).aggregate(
+        items=Count("id"), gold=Count("id", filter=Q(is_gold=True)))
+    counts.update(ItemSlot.objects.filter(project=project).aggregate(
+        slots=Count("id"), open_slots=Count("id", filter=Q(done=False))))
     counts["labels"] = PairLabel.objects.filter(item__project=project).count()
     counts["prompts"] = project.prompts.count()
     if user is not None and user.is_authenticated:
@@ -75,13 +61,17 @@ def project_stats(*, project: Project, user: User | None = None) -> dict:
     return counts
 
 
-def _complete_ids(project: Project) -> QuerySet:
-    return (
-        PairItem.objects.filter(project=project)
-        .annotate(n=Count("labels"))
-        .filter(n__gte=project.overlap)
-        .values("id")
-    )
+def project_annotator_progress(*, project: Project, user: User) -> dict:
+    """What the annotator sees while labeling: done by them, and slots still open in the project."""
+    return {"mine": PairLabel.objects.filter(item__project=project, annotator=user).count(),
+            "open_slots": ItemSlot.objects.filter(project=project, done=False).count()}
+
+
+def pair_label_last_for_annotator(*, project: Project, user: User) -> PairLabel | None:
+    """The annotator's most recent label in the project, to undo or edit it."""
+    return (PairLabel.objects.filter(item__project=project, annotator=user)
+            .select_related("item__prompt", "item__completion_a", "item__completion_b").order_by("-updated_at", "-id")
+            .first())
 
 
 def pair_labels_for_project(*, project: Project) -> QuerySet[PairLabel]:

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, Exists, OuterRef, Q
+from django.utils import timezone
 
-from annotate.models import Completion, Membership, PairItem, PairLabel, Project, Prompt, Verdict
+from annotate.models import (
+    Completion,
+    ItemSkip,
+    ItemSlot,
+    Membership,
+    PairItem,
+    PairLabel,
+    Project,
+    Prompt,
+    Verdict,
+)
 from annotate.text import text_clean
 
 ROLES = {"system", "user", "assistant", "tool"}
@@ -42,6 +56,18 @@ def project_create(*, name: str, created_by: AbstractBaseUser | None = None, gui
     return project
 
 
+@transaction.atomic
+def project_update(*, project: Project, **fields) -> Project:
+    """Change project settings; a larger overlap k gives every item its new slots."""
+    for name, value in fields.items():
+        setattr(project, name, value)
+    project.full_clean()
+    project.save()
+    if "overlap" in fields:
+        slots_ensure(project=project)
+    return project
+
+
 def project_member_add(*, project: Project, user: AbstractBaseUser, role: str) -> Membership:
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     return membership
@@ -59,19 +85,122 @@ def prompts_create(*, project: Project, conversations: Iterable[object], source:
 
 
 def pair_item_create(*, prompt: Prompt, completion_a: Completion, completion_b: Completion) -> PairItem:
-    """Idempotent: the same two completions never make two items."""
-    item, _ = PairItem.objects.get_or_create(
+    """Idempotent: the same two completions never make two items. Creates the item's k slots."""
+    item, created = PairItem.objects.get_or_create(
         completion_a=completion_a, completion_b=completion_b,
         defaults={"project_id": prompt.project_id, "prompt": prompt},
     )
+    if created:
+        overlap = Project.objects.values_list("overlap", flat=True).get(pk=prompt.project_id)
+        ItemSlot.objects.bulk_create([ItemSlot(project_id=prompt.project_id, item=item, number=n)
+                                      for n in range(overlap)])
     return item
+
+
+def slots_ensure(*, project: Project, batch_size: int = 5000) -> int:
+    """Give every non-gold item of the project its k slots (after an import or a change of k).
+
+    Slots are only added: lowering k leaves the extra slots, whose labels are already paid for.
+    Returns the number of slots created.
+    """
+    k = project.overlap
+    short = (PairItem.objects.filter(project=project, is_gold=False)
+             .annotate(n=Count("slots")).filter(n__lt=k).values_list("id", "n").order_by("id"))
+    created, batch = 0, []
+    for item_id, n in short.iterator(chunk_size=batch_size):
+        batch.extend(ItemSlot(project=project, item_id=item_id, number=number) for number in range(n, k))
+        if len(batch) >= batch_size:
+            created += len(ItemSlot.objects.bulk_create(batch))
+            batch = []
+    if batch:
+        created += len(ItemSlot.objects.bulk_create(batch))
+    return created
+
+
+def _item_with_text(queryset):
+    return queryset.select_related("prompt", "completion_a", "completion_b")
+
+
+def pair_item_lease_next(*, project: Project, user: AbstractBaseUser) -> PairItem | None:
+    """Serve the annotator's next item and lease one of its slots to them.
+
+    A fixed number of queries whatever the project size:
+    1. an unexpired lease the annotator already holds is served again (a reload, a second tab);
+    2. with probability ``gold_rate``, a gold item they have not labeled yet;
+    3. otherwise the first free slot (highest priority, oldest) of an item they have neither
+       labeled nor skipped, locked with SKIP LOCKED so concurrent requests take different slots,
+       then leased to them until ``lease_minutes`` from now.
+    """
+    now = timezone.now()
+    held = (ItemSlot.objects.filter(project=project, annotator=user, done=False, leased_until__gt=now)
+            .select_related("item__prompt", "item__completion_a", "item__completion_b").order_by("id").first())
+    if held is not None:
+        return held.item
+    labeled = PairLabel.objects.filter(item=OuterRef("item"), annotator=user)
+    skipped = ItemSkip.objects.filter(item=OuterRef("item"), annotator=user)
+    if project.gold_rate and random.random() < project.gold_rate:
+        gold = (_item_with_text(PairItem.objects.filter(project=project, is_gold=True))
+                .exclude(Exists(PairLabel.objects.filter(item=OuterRef("pk"), annotator=user)))
+                .exclude(Exists(ItemSkip.objects.filter(item=OuterRef("pk"), annotator=user)))
+                .order_by("id").first())
+        if gold is not None:
+            return gold
+    with transaction.atomic():
+        slot = (ItemSlot.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(project=project, done=False)
+                .filter(Q(annotator__isnull=True) | Q(leased_until__lte=now))
+                .exclude(Exists(labeled)).exclude(Exists(skipped))
+                .select_related("item__prompt", "item__completion_a", "item__completion_b")
+                .order_by("-priority", "id").first())
+        if slot is None:
+            return None
+        ItemSlot.objects.filter(pk=slot.pk).update(
+            annotator=user, leased_until=now + timedelta(minutes=project.lease_minutes))
+    return slot.item
+
+
+@transaction.atomic
+def pair_item_skip(*, item: PairItem, user: AbstractBaseUser) -> None:
+    """Skip an item: it is never served to this annotator again and its slot is freed at once."""
+    ItemSkip.objects.get_or_create(item=item, annotator=user)
+    ItemSlot.objects.filter(item=item, annotator=user, done=False).update(annotator=None, leased_until=None)
+
+
+def pair_items_prioritize(*, project: Project, priorities: dict[int, int]) -> int:
+    """Set serving priorities (higher first) of items, e.g. from AI judges that disagree."""
+    by_value: dict[int, list[int]] = {}
+    for item_id, value in priorities.items():
+        by_value.setdefault(value, []).append(item_id)
+    updated = 0
+    with transaction.atomic():
+        for value, ids in by_value.items():
+            updated += ItemSlot.objects.filter(project=project, item_id__in=ids).update(priority=value)
+    return updated
+
+
+def criteria_validate(*, project: Project, criteria: object) -> dict[str, str]:
+    if not criteria:
+        return {}
+    if not isinstance(criteria, dict):
+        raise ValidationError({"criteria": "expected an object {criterion: verdict}"})
+    unknown = set(criteria) - set(project.criteria)
+    if unknown:
+        raise ValidationError({"criteria": f"unknown criteria {sorted(unknown)}; this project has {project.criteria}"})
+    for name, value in criteria.items():
+        if value not in Verdict.values:
+            raise ValidationError({"criteria": f"{name}: {value!r} is not one of {Verdict.values}"})
+    return dict(criteria)
 
 
 @transaction.atomic
 def pair_label_submit(*, item: PairItem, annotator: AbstractBaseUser, verdict: str, strength: int | None = None,
                       rationale: str = "", shown_order: str = PairLabel.Order.AB,
-                      time_spent_ms: int | None = None) -> PairLabel:
-    """Store (or edit) this annotator's label for the item."""
+                      time_spent_ms: int | None = None, criteria: dict | None = None) -> PairLabel:
+    """Store (or edit) this annotator's label for the item and close their slot.
+
+    A label always counts, even when its lease ran out: it then takes any free slot of the item,
+    or is kept as an extra label when the item is already complete (work is never thrown away).
+    """
     if verdict not in Verdict.values:
         raise ValidationError({"verdict": f"{verdict!r} is not one of {Verdict.values}"})
     if shown_order not in PairLabel.Order.values:
@@ -83,9 +212,33 @@ def pair_label_submit(*, item: PairItem, annotator: AbstractBaseUser, verdict: s
         strength = None  # a tie or both-bad has no strength
     if time_spent_ms is not None and time_spent_ms < 0:
         raise ValidationError({"time_spent_ms": "must not be negative"})
-    label, _ = PairLabel.objects.update_or_create(
+    criteria = criteria_validate(project=item.project, criteria=criteria)
+    label, created = PairLabel.objects.update_or_create(
         item=item, annotator=annotator,
-        defaults={"verdict": verdict, "strength": strength, "rationale": rationale,
+        defaults={"verdict": verdict, "strength": strength, "rationale": rationale, "criteria": criteria,
                   "shown_order": shown_order, "time_spent_ms": time_spent_ms},
     )
+    if created and not item.is_gold:
+        closed = ItemSlot.objects.filter(item=item, annotator=annotator, done=False).update(
+            done=True, leased_until=None)
+        if not closed:
+            free = (ItemSlot.objects.filter(item=item, done=False)
+                    .filter(Q(annotator__isnull=True) | Q(leased_until__lte=timezone.now()))
+                    .order_by("number").values("pk")[:1])
+            ItemSlot.objects.filter(pk__in=free).update(annotator=annotator, done=True, leased_until=None)
     return label
+
+
+@transaction.atomic
+def pair_item_adjudicate(*, item: PairItem, reviewer: AbstractBaseUser, verdict: str,
+                         strength: int | None = None) -> PairItem:
+    """A reviewer's verdict on a disputed item: it becomes the item's final verdict."""
+    if verdict not in Verdict.values:
+        raise ValidationError({"verdict": f"{verdict!r} is not one of {Verdict.values}"})
+    if strength is not None and strength not in PairLabel.Strength.values:
+        raise ValidationError({"strength": f"{strength!r} is not one of {PairLabel.Strength.values}"})
+    item.final_verdict = verdict
+    item.final_strength = strength if verdict in (Verdict.A, Verdict.B) else None
+    item.adjudicated_by, item.adjudicated_at = reviewer, timezone.now()
+    item.save(update_fields=["final_verdict", "final_strength", "adjudicated_by", "adjudicated_at"])
+    return item

@@ -7,6 +7,8 @@ urlpatterns = [
     path("", views.project_list, name="project_list"),
     path("projects/<int:project_id>/", views.project_detail, name="project_detail"),
     path("projects/<int:project_id>/annotate/", views.annotate_next, name="annotate"),
+    path("projects/<int:project_id>/annotate/last/", views.annotate_last, name="annotate_last"),
     path("projects/<int:project_id>/annotate/<int:item_id>/", views.annotate_submit, name="annotate_submit"),
+    path("projects/<int:project_id>/annotate/<int:item_id>/skip/", views.annotate_skip, name="annotate_skip"),
     path("projects/<int:project_id>/import/", views.import_page, name="import"),
 ]

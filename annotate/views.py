@@ -8,7 +8,7 @@ import tempfile
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -17,13 +17,14 @@ from annotate.importers import ImportError_, items_import
 from annotate.models import Membership, PairItem, PairLabel
 from annotate.selectors import (
     pair_item_get_for_annotator,
-    pair_item_next_for_annotator,
+    pair_label_last_for_annotator,
+    project_annotator_progress,
     project_get_for_user,
     project_list_for_user,
     project_role_for_user,
     project_stats,
 )
-from annotate.services import pair_label_submit
+from annotate.services import pair_item_lease_next, pair_item_skip, pair_label_submit
 
 
 def presentation_order(*, user_id: int, item_id: int) -> str:
@@ -49,24 +50,49 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
                    "is_researcher": role == Membership.Role.RESEARCHER})
 
 
-def _item_context(request: HttpRequest, project, item: PairItem | None) -> dict:
-    context = {"project": project, "item": item, "form": PairLabelForm(),
-               "stats": project_stats(project=project, user=request.user)}
+def _item_context(request: HttpRequest, project, item: PairItem | None, *, form: PairLabelForm | None = None,
+                  editing: PairLabel | None = None) -> dict:
+    context = {"project": project, "item": item, "editing": editing,
+               "form": form or PairLabelForm(criteria=project.criteria),
+               "progress": project_annotator_progress(project=project, user=request.user)}
     if item is not None:
         order = presentation_order(user_id=request.user.pk, item_id=item.pk)
         left, right = item.completion_a, item.completion_b
         if order == PairLabel.Order.BA:
             left, right = right, left
         context.update(order=order, left=left, right=right)
+        initial_criteria = {}
+        if editing is not None:
+            # Show the stored verdict in the sides this annotator saw.
+            side = {order[0]: "left", order[1]: "right"}
+            context["initial"] = {"choice": side.get(editing.verdict, editing.verdict),
+                                  "strength": editing.strength, "rationale": editing.rationale}
+            initial_criteria = {k: side.get(v, v) for k, v in editing.criteria.items()}
+        context["criteria_rows"] = [(name, f"criterion_{name}", initial_criteria.get(name, ""))
+                                    for name in project.criteria]
     return context
+
+
+def _render_item(request: HttpRequest, context: dict, status: int = 200) -> HttpResponse:
+    template = "annotate/annotate.html#item" if request.htmx else "annotate/annotate.html"
+    return render(request, template, context, status=status)
 
 
 @login_required
 def annotate_next(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, project_id=project_id)
-    item = pair_item_next_for_annotator(project=project, user=request.user)
-    template = "annotate/annotate.html#item" if request.htmx else "annotate/annotate.html"
-    return render(request, template, _item_context(request, project, item))
+    item = pair_item_lease_next(project=project, user=request.user)
+    return _render_item(request, _item_context(request, project, item))
+
+
+@login_required
+def annotate_last(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Undo / edit: the annotator's last label, shown again with their answer selected."""
+    project = project_get_for_user(user=request.user, project_id=project_id)
+    label = pair_label_last_for_annotator(project=project, user=request.user)
+    if label is None:
+        return annotate_next(request, project_id)
+    return _render_item(request, _item_context(request, project, label.item, editing=label))
 
 
 @login_required
@@ -75,23 +101,36 @@ def annotate_submit(request: HttpRequest, project_id: int, item_id: int) -> Http
     project = project_get_for_user(user=request.user, project_id=project_id)
     item = pair_item_get_for_annotator(user=request.user, item_id=item_id)
     if item.project_id != project.pk:
-        return HttpResponse("This item belongs to another project.", status=404)
-    form = PairLabelForm(request.POST)
+        raise Http404("No such item.")
+    form = PairLabelForm(request.POST, criteria=project.criteria)
     if not form.is_valid():
-        context = _item_context(request, project, item)
-        context["form"] = form
-        template = "annotate/annotate.html#item" if request.htmx else "annotate/annotate.html"
-        return render(request, template, context, status=422)
+        return _render_item(request, _item_context(request, project, item, form=form), status=422)
     order = presentation_order(user_id=request.user.pk, item_id=item.pk)
-    choice = form.cleaned_data["choice"]
     sides = {"left": order[0], "right": order[1]}
-    verdict = sides.get(choice, choice)
-    pair_label_submit(item=item, annotator=request.user, verdict=verdict,
-                      strength=form.cleaned_data["strength"], rationale=form.cleaned_data["rationale"],
-                      shown_order=order, time_spent_ms=form.cleaned_data["time_spent_ms"])
+    try:
+        pair_label_submit(item=item, annotator=request.user, verdict=sides.get(form.cleaned_data["choice"],
+                                                                               form.cleaned_data["choice"]),
+                          strength=form.cleaned_data["strength"], rationale=form.cleaned_data["rationale"],
+                          shown_order=order, time_spent_ms=form.cleaned_data["time_spent_ms"],
+                          criteria={k: sides.get(v, v) for k, v in form.criteria_values().items()})
+    except ValidationError as exc:
+        form.add_error(None, exc)
+        return _render_item(request, _item_context(request, project, item, form=form), status=422)
     if request.htmx:
-        next_item = pair_item_next_for_annotator(project=project, user=request.user)
-        return render(request, "annotate/annotate.html#item", _item_context(request, project, next_item))
+        return annotate_next(request, project_id)
+    return redirect("annotate:annotate", project_id=project.pk)
+
+
+@login_required
+@require_POST
+def annotate_skip(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, project_id=project_id)
+    item = pair_item_get_for_annotator(user=request.user, item_id=item_id)
+    if item.project_id != project.pk:
+        raise Http404("No such item.")
+    pair_item_skip(item=item, user=request.user)
+    if request.htmx:
+        return annotate_next(request, project_id)
     return redirect("annotate:annotate", project_id=project.pk)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import factory
 from django.contrib.auth import get_user_model
 
-from annotate.models import Completion, Membership, PairItem, PairLabel, Project, Prompt
+from annotate.models import Completion, ItemSlot, Membership, PairItem, PairLabel, Project, Prompt
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -61,6 +61,16 @@ class PairItemFactory(factory.django.DjangoModelFactory):
     prompt = factory.SubFactory(PromptFactory, project=factory.SelfAttribute("..project"))
     completion_a = factory.SubFactory(CompletionFactory, prompt=factory.SelfAttribute("..prompt"))
     completion_b = factory.SubFactory(CompletionFactory, prompt=factory.SelfAttribute("..prompt"))
+
+    class Params:
+        gold = factory.Trait(is_gold=True, gold_verdict="A")
+
+    @factory.post_generation
+    def slots(obj, create, extracted, **kwargs):  # noqa: N805
+        """Like the services: a non-gold item gets the project's k slots."""
+        if create and not obj.is_gold:
+            ItemSlot.objects.bulk_create([ItemSlot(project=obj.project, item=obj, number=n)
+                                          for n in range(obj.project.overlap)])
 
 
 class PairLabelFactory(factory.django.DjangoModelFactory):

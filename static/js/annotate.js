@@ -2,8 +2,23 @@
 (function () {
   "use strict";
   let shownAt = performance.now();
-  document.addEventListener("htmx:afterSwap", () => { shownAt = performance.now(); });
+  const sessionStart = Date.now();
+  let sessionCount = 0;
   const form = () => document.getElementById("label-form");
+  const showRate = () => {
+    const el = document.getElementById("session-rate");
+    if (!el) return;
+    const hours = (Date.now() - sessionStart) / 3600000;
+    el.textContent = sessionCount + (sessionCount && hours > 0 ? ` (${Math.round(sessionCount / hours)}/h)` : "");
+  };
+  document.addEventListener("htmx:afterSwap", () => { shownAt = performance.now(); showRate(); });
+  document.addEventListener("htmx:beforeRequest", (event) => {
+    const f = event.detail.elt;
+    if (f && f.id === "label-form") {
+      f.querySelector('input[name="time_spent_ms"]').value = Math.round(performance.now() - shownAt);
+      if (!document.getElementById("item").dataset.editing) sessionCount += 1;
+    }
+  });
   const pick = (name, value) => {
     const input = form() && form().querySelector(`input[name="${name}"][value="${value}"]`);
     if (input) input.checked = true;
@@ -12,12 +27,9 @@
     const f = form();
     if (!f || !f.querySelector('input[name="choice"]:checked')) return;
     f.querySelector('input[name="time_spent_ms"]').value = Math.round(performance.now() - shownAt);
-    f.requestSubmit();
+    htmx.trigger(f, "submit");
   };
-  document.addEventListener("submit", (event) => {
-    const f = event.target;
-    if (f.id === "label-form") f.querySelector('input[name="time_spent_ms"]').value = Math.round(performance.now() - shownAt);
-  }, true);
+  const click = (id) => { const el = document.getElementById(id); if (el) el.click(); };
   const verdictKeys = { "1": "left", "2": "right", "3": "tie", "4": "both_bad" };
   const strengthKeys = { z: "1", x: "2", c: "3", v: "4" };
   document.addEventListener("keydown", (event) => {
@@ -30,9 +42,12 @@
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     if (verdictKeys[event.key]) pick("choice", verdictKeys[event.key]);
     else if (strengthKeys[event.key]) pick("strength", strengthKeys[event.key]);
-    else if (event.key === "Enter") { event.preventDefault(); submit(); }
+    else if (event.key === "Enter" && !event.target.matches("button, a")) { event.preventDefault(); submit(); }
     else if (event.key === "r") { event.preventDefault(); form() && form().querySelector("textarea").focus(); }
+    else if (event.key === "s") click("skip-button");
+    else if (event.key === "u") click("undo-link");
     else if (event.key === "g") { const g = document.getElementById("guidelines"); g.open = !g.open; }
     else if (event.key === "?") { const h = document.getElementById("help"); h.hidden = !h.hidden; }
   });
+  showRate();
 })();

@@ -3,7 +3,8 @@ from django.urls import reverse
 
 from annotate.models import PairLabel
 from annotate.views import presentation_order
-from tests.factories import MembershipFactory, PairItemFactory, PairLabelFactory, ProjectFactory, UserFactory
+from annotate.services import pair_label_submit
+from tests.factories import MembershipFactory, PairItemFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +47,7 @@ def test_orders_are_randomized_across_items():
 
 def test_item_with_enough_labels_is_not_served_again(client, annotator_setup):
     project, user, items = annotator_setup
-    PairLabelFactory(item=items[0], annotator=UserFactory())  # overlap 1: item 0 is complete
+    pair_label_submit(item=items[0], annotator=UserFactory(), verdict="A")  # overlap 1: item 0 is complete
     response = client.get(reverse("annotate:annotate", args=[project.pk]))
     assert response.context["item"] == items[1]
 
