@@ -6,11 +6,14 @@ from django.core.exceptions import ValidationError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, parser_classes
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate.models import Membership, PairItem, PairLabel, Project, Verdict
+from annotate.importers import FORMATS
+from annotate.imports import import_job_create, import_job_progress
+from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, Verdict
 from annotate.selectors import (
     pair_item_get_for_annotator,
     project_get_for_user,
@@ -145,3 +148,46 @@ def my_labels(request: Request, project_id: int) -> Response:
     project = project_get_for_user(user=request.user, project_id=project_id)
     labels = PairLabel.objects.filter(item__project=project, annotator=request.user).order_by("-updated_at")[:500]
     return Response(PairLabelSerializer(labels, many=True).data)
+
+
+class ImportJobSerializer(serializers.ModelSerializer):
+    rows_read = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ImportJob
+        fields = ["id", "file_name", "format", "status", "rows_read", "items", "error", "created_at", "finished_at"]
+
+    def get_rows_read(self, job: ImportJob) -> int:
+        return import_job_progress(job=job)
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    format = serializers.ChoiceField(choices=list(FORMATS), default="auto")
+
+
+@extend_schema(request={"multipart/form-data": ImportUploadSerializer},
+               responses={202: ImportJobSerializer, 200: ImportJobSerializer(many=True)})
+@api_view(["GET", "POST"])
+@parser_classes([MultiPartParser])
+def imports(request: Request, project_id: int) -> Response:
+    """Researchers: upload a file to import (a worker imports it, all or nothing), or list imports."""
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    if request.method == "POST":
+        data = ImportUploadSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = import_job_create(project=project, upload=data.validated_data["file"],
+                                fmt=data.validated_data["format"], user=request.user)
+        job.refresh_from_db()
+        return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
+    return Response(ImportJobSerializer(ImportJob.objects.filter(project=project)[:100], many=True).data)
+
+
+@extend_schema(responses=ImportJobSerializer)
+@api_view(["GET"])
+def import_detail(request: Request, project_id: int, job_id: int) -> Response:
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    job = ImportJob.objects.filter(project=project, pk=job_id).first()
+    if job is None:
+        raise Http404("No such import.")
+    return Response(ImportJobSerializer(job).data)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import tempfile
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -13,8 +12,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotate.forms import ImportForm, PairLabelForm
-from annotate.importers import ImportError_, items_import
-from annotate.models import Membership, PairItem, PairLabel
+from annotate.imports import import_job_create, import_job_progress
+from annotate.models import ImportJob, Membership, PairItem, PairLabel
 from annotate.selectors import (
     pair_item_get_for_annotator,
     pair_label_last_for_annotator,
@@ -137,21 +136,18 @@ def annotate_skip(request: HttpRequest, project_id: int, item_id: int) -> HttpRe
 @login_required
 @require_http_methods(["GET", "POST"])
 def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Upload a file; a worker imports it (all or nothing) and the page shows its progress."""
     project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
     form = ImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
-        upload = form.cleaned_data["file"]
-        with tempfile.NamedTemporaryFile(suffix=".jsonl") as tmp:
-            for chunk in upload.chunks():
-                tmp.write(chunk)
-            tmp.flush()
-            try:
-                result = items_import(project=project, path=tmp.name, fmt=form.cleaned_data["format"],
-                                      display_name=upload.name)
-            except (ImportError_, ValidationError) as exc:
-                form.add_error("file", str(exc))
-            else:
-                messages.success(request, f"Imported {result.items} pairs from {upload.name} ({result.format}).")
-                return redirect("annotate:project_detail", project_id=project.pk)
-    status = 422 if form.errors else 200
-    return render(request, "annotate/import.html", {"project": project, "form": form}, status=status)
+        job = import_job_create(project=project, upload=form.cleaned_data["file"], fmt=form.cleaned_data["format"],
+                                user=request.user)
+        messages.success(request, f"Queued the import of {job.file_name}.")
+        return redirect("annotate:import", project_id=project.pk)
+    jobs = list(ImportJob.objects.filter(project=project)[:20])
+    for job in jobs:
+        job.rows_read = import_job_progress(job=job)
+    active = any(j.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING) for j in jobs)
+    context = {"project": project, "form": form, "jobs": jobs, "active": active}
+    template = "annotate/import.html#jobs" if request.htmx else "annotate/import.html"
+    return render(request, template, context, status=422 if form.errors else 200)

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from annotate.models import PairItem, Project
 from annotate.selectors import pair_items_for_project
+from annotate.services import pair_items_prioritize
 from judges.models import AIJudgment, Judge, JudgeRun
 from synth.backends.base import Backend, Sampling
 from synth.services import endpoint_backend
@@ -133,6 +134,21 @@ def items_judge(*, judge: Judge, items: Sequence[PairItem], run: JudgeRun | None
     return stored
 
 
+def disputed_items_prioritize(*, project: Project) -> int:
+    """Route to people first the pairs AI judges are unsure of: priority 2 when judges disagree
+    with each other, 1 when a judge changed its verdict with the order, 0 otherwise."""
+    verdicts: dict[int, set[str]] = {}
+    flipped: set[int] = set()
+    for item_id, verdict, ab, ba in AIJudgment.objects.filter(item__project=project).values_list(
+            "item_id", "verdict", "verdict_ab", "verdict_ba"):
+        verdicts.setdefault(item_id, set()).add(verdict)
+        if ab and ba and ab != ba:
+            flipped.add(item_id)
+    priorities = {item_id: 2 if len(seen) > 1 else 1 if item_id in flipped else 0
+                  for item_id, seen in verdicts.items()}
+    return pair_items_prioritize(project=project, priorities=priorities)
+
+
 def judge_run_create(*, judge: Judge, project: Project, start: bool = True) -> JudgeRun:
     run = JudgeRun.objects.create(judge=judge, project=project)
     if start:
@@ -167,6 +183,8 @@ def judge_run_execute(*, run_id: int, batch_size: int = 8) -> JudgeRun:
             items_judge(judge=judge, items=batch, run=run, backend=backend)
             run.progress += len(batch)
             run.save(update_fields=["progress"])
+        if run.project.prioritize_disagreements:
+            disputed_items_prioritize(project=run.project)
         run.status, run.finished_at = JudgeRun.Status.DONE, timezone.now()
         run.save(update_fields=["status", "finished_at"])
     except Exception as exc:

@@ -112,3 +112,24 @@ def test_template_placeholders_in_responses_are_not_substituted():
                           conversation=[{"role": "user", "content": "q {response_b}"}], first="x {response_a}",
                           second="y")
     assert prompt == [{"role": "user", "content": "User: q {response_b}|x {response_a}|y"}]
+
+
+def test_disputed_items_are_prioritized_for_people(biased_items):
+    from annotate.models import ItemSlot
+    from annotate.services import pair_item_lease_next
+    from judges.services import disputed_items_prioritize
+    from tests.factories import UserFactory
+
+    project = biased_items[0].project
+    consistent = make_judge(Judge.Debiasing.NONE)  # says A for every pair, never flips (one order)
+    items_judge(judge=consistent, items=biased_items, backend=FirstBiasedJudge())
+    assert disputed_items_prioritize(project=project) == len(biased_items)
+    assert set(ItemSlot.objects.filter(project=project).values_list("priority", flat=True)) == {0}
+    swapper = make_judge(Judge.Debiasing.SWAP_AVERAGE)  # flips on every pair; agrees with "A" on half
+    items_judge(judge=swapper, items=biased_items, backend=FirstBiasedJudge())
+    disputed_items_prioritize(project=project)
+    priority = dict(ItemSlot.objects.filter(project=project).values_list("item_id", "priority"))
+    for item in biased_items:
+        assert priority[item.pk] == (1 if truth(item) == "A" else 2)
+    served = pair_item_lease_next(project=project, user=UserFactory())
+    assert truth(served) == "B"  # judges disagree on it: people see it first

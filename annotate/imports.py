@@ -1,0 +1,88 @@
+"""Import jobs: an uploaded file is stored, then imported by a worker with progress.
+
+The import itself runs in one transaction (all or nothing), so its progress cannot be written to
+the job row where other connections would see it; it goes to a small file beside the upload,
+which the page reads while the job runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+from django.utils import timezone
+
+from annotate.importers import ImportError_, items_import
+from annotate.models import ImportJob, Project
+from annotate.services import slots_ensure
+
+log = logging.getLogger(__name__)
+
+
+def _progress_path(job: ImportJob) -> Path:
+    return settings.MEDIA_ROOT / (job.path + ".progress")
+
+
+def import_job_create(*, project: Project, upload: UploadedFile, fmt: str = "auto", user=None) -> ImportJob:
+    """Store the upload and queue its import once this transaction commits."""
+    relative = Path("imports") / f"project-{project.pk}" / f"{uuid.uuid4().hex}-{Path(upload.name).name[:100]}"
+    path = settings.MEDIA_ROOT / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = 0
+    with open(path, "wb") as out:
+        for chunk in upload.chunks():
+            out.write(chunk)
+            size += len(chunk)
+    job = ImportJob.objects.create(project=project, created_by=user, file_name=upload.name, path=str(relative),
+                                   format=fmt, total=size)
+    from annotate.tasks import import_job_run_task
+
+    import_job_run_task.delay_on_commit(job.pk)
+    return job
+
+
+def import_job_progress(*, job: ImportJob) -> int:
+    """Rows read so far: live from the progress file while running, from the row once finished."""
+    if job.status == ImportJob.Status.RUNNING:
+        try:
+            return int(json.loads(_progress_path(job).read_text())["rows"])
+        except (OSError, ValueError, KeyError):
+            return job.progress
+    return job.progress
+
+
+def import_job_run(*, job_id: int) -> ImportJob:
+    """Import the job's file. Idempotent: a finished job is left alone; an interrupted one is
+    retried from the start, which is safe because an import that did not finish stored nothing."""
+    with transaction.atomic():
+        job = ImportJob.objects.select_for_update().select_related("project").get(pk=job_id)
+        if job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED):
+            return job
+        job.status, job.error = ImportJob.Status.RUNNING, ""
+        job.save(update_fields=["status", "error"])
+    progress_file = _progress_path(job)
+
+    def progress(rows: int) -> None:
+        progress_file.write_text(json.dumps({"rows": rows}))
+
+    try:
+        result = items_import(project=job.project, path=settings.MEDIA_ROOT / job.path, fmt=job.format,
+                              display_name=job.file_name, progress=progress)
+        slots_ensure(project=job.project)
+    except ImportError_ as exc:
+        job.status, job.error = ImportJob.Status.FAILED, str(exc)
+    except Exception as exc:
+        log.exception("import job %s failed", job_id)
+        job.status, job.error = ImportJob.Status.FAILED, f"{type(exc).__name__}: {exc}"
+    else:
+        job.status, job.items, job.progress, job.format = (
+            ImportJob.Status.DONE, result.items, result.rows, result.format)
+    job.finished_at = timezone.now()
+    job.save(update_fields=["status", "error", "items", "progress", "format", "finished_at"])
+    progress_file.unlink(missing_ok=True)
+    return job

@@ -1,0 +1,57 @@
+import json
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+
+from annotate.models import ImportJob, ItemSlot, PairItem
+from tests.factories import MembershipFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def upload(name, rows):
+    body = "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows)
+    return SimpleUploadedFile(name, body.encode(), content_type="application/jsonl")
+
+
+@pytest.fixture
+def researcher(client):
+    member = MembershipFactory(researcher=True, project__overlap=2)
+    client.force_login(member.user)
+    return member
+
+
+def test_page_upload_is_imported_by_the_worker_with_slots(client, researcher, media,
+                                                         django_capture_on_commit_callbacks):
+    url = reverse("annotate:import", args=[researcher.project.pk])
+    rows = [{"prompt": f"q{i}", "response_a": "a", "response_b": "b"} for i in range(3)]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {"file": upload("three.jsonl", rows), "format": "auto"})
+    assert response.status_code == 302
+    job = ImportJob.objects.get()
+    assert (job.status, job.items, job.progress, job.format) == ("done", 3, 3, "pairs")
+    assert PairItem.objects.filter(project=researcher.project).count() == 3
+    assert ItemSlot.objects.filter(project=researcher.project).count() == 6  # k = 2
+    assert "three.jsonl" in client.get(url).content.decode()
+
+
+def test_api_upload_of_a_bad_file_fails_with_line_and_field(client, researcher, media,
+                                                            django_capture_on_commit_callbacks):
+    url = reverse("api_imports", args=[researcher.project.pk])
+    rows = [{"prompt": "q", "response_a": "a", "response_b": "b"}, {"prompt": "q", "response_a": "a"}]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(url, {"file": upload("bad.jsonl", rows)})
+    assert response.status_code == 202
+    job = client.get(reverse("api_import_detail", args=[researcher.project.pk, response.json()["id"]])).json()
+    assert job["status"] == "failed"
+    assert "bad.jsonl, line 2" in job["error"] and "response_b" in job["error"]
+    assert not PairItem.objects.exists()
+
+
+def test_annotators_cannot_import(client):
+    member = MembershipFactory()
+    client.force_login(member.user)
+    response = client.post(reverse("api_imports", args=[member.project.pk]), {"file": upload("x.jsonl", ["{}"])})
+    assert response.status_code == 404
+    assert not ImportJob.objects.exists()
