@@ -12,13 +12,12 @@
     el.textContent = sessionCount + (sessionCount && hours > 0 ? ` (${Math.round(sessionCount / hours)}/h)` : "");
   };
   document.addEventListener("htmx:afterSwap", () => { shownAt = performance.now(); showRate(); });
-  document.addEventListener("htmx:beforeRequest", (event) => {
-    const f = event.detail.elt;
-    if (f && f.id === "label-form") {
-      f.querySelector('input[name="time_spent_ms"]').value = Math.round(performance.now() - shownAt);
-      if (!document.getElementById("item").dataset.editing) sessionCount += 1;
-    }
-  });
+  document.addEventListener("submit", (event) => {
+    const f = event.target;
+    if (f.id !== "label-form") return;
+    f.querySelector('input[name="time_spent_ms"]').value = Math.round(performance.now() - shownAt);
+    if (!document.getElementById("item").dataset.editing) sessionCount += 1;
+  }, true);
   const pick = (name, value) => {
     const input = form() && form().querySelector(`input[name="${name}"][value="${value}"]`);
     if (input) input.checked = true;
@@ -27,7 +26,8 @@
     const f = form();
     if (!f || !f.querySelector('input[name="choice"]:checked')) return;
     f.querySelector('input[name="time_spent_ms"]').value = Math.round(performance.now() - shownAt);
-    htmx.trigger(f, "submit");
+    // requestSubmit: htmx takes it once it has processed the form; a native POST otherwise.
+    f.requestSubmit();
   };
   const click = (id) => { const el = document.getElementById(id); if (el) el.click(); };
   const verdictKeys = { "1": "left", "2": "right", "3": "tie", "4": "both_bad" };

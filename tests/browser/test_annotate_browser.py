@@ -1,0 +1,90 @@
+import pytest
+
+from annotate.models import PairLabel
+from annotate.views import presentation_order
+from tests.browser.conftest import login
+from tests.factories import MembershipFactory, PairItemFactory, ProjectFactory
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+
+def test_label_three_items_with_the_keyboard_only(page, live_server):
+    project = ProjectFactory(overlap=1)
+    member = MembershipFactory(project=project)
+    items = [PairItemFactory(project=project) for _ in range(4)]
+    login(page, live_server, member.user.username)
+    page.goto(f"{live_server.url}/projects/{project.pk}/annotate/")
+    keys = [("1", "x"), ("2", "v"), ("3", None)]  # left better slightly, right better significantly, tie
+    seen = []
+    for verdict_key, strength_key in keys:
+        shown = page.get_attribute("#item", "data-item")
+        seen.append(int(shown))
+        page.keyboard.press(verdict_key)
+        if strength_key:
+            page.keyboard.press(strength_key)
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"document.querySelector('#item').dataset.item !== '{shown}'")
+    assert seen == [item.pk for item in items[:3]]
+    labels = {label.item_id: label for label in PairLabel.objects.filter(annotator=member.user)}
+    assert set(labels) == set(seen)
+    for item_id, (verdict_key, _) in zip(seen, keys, strict=True):
+        label = labels[item_id]
+        order = presentation_order(user_id=member.user.pk, item_id=item_id)
+        assert label.shown_order == order
+        expected = {"1": order[0], "2": order[1], "3": "tie"}[verdict_key]
+        assert label.verdict == expected
+        assert label.time_spent_ms is not None and label.time_spent_ms > 0
+    assert [labels[i].strength for i in seen] == [2, 4, None]
+    # u: undo / edit the last label, here changing the tie to "both bad".
+    page.keyboard.press("u")
+    page.wait_for_function(f"document.querySelector('#item').dataset.item === '{seen[2]}'")
+    assert page.is_checked('input[name="choice"][value="tie"]')  # the stored answer is shown
+    page.keyboard.press("4")
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"document.querySelector('#item').dataset.item === '{items[3].pk}'")
+    assert PairLabel.objects.get(annotator=member.user, item_id=seen[2]).verdict == "both_bad"
+    assert PairLabel.objects.filter(annotator=member.user).count() == 3
+
+
+HOSTILE = [
+    "<script>fetch('/canary/script')</script>",
+    '<img src="/canary/img" onerror="fetch(\'/canary/onerror\')">',
+    "[click me](javascript:fetch('/canary/js-link'))",
+    '<a href="javascript:alert(1)">js</a>',
+    '<div hx-get="/canary/htmx" hx-trigger="load">htmx</div>',
+    "</script><script>alert('breakout')</script>",
+    "**unclosed *markdown `code",
+    '<svg onload="fetch(\'/canary/svg\')"><circle r="5"/></svg>',
+    '<iframe src="/canary/iframe"></iframe>',
+    '<style>body{background:url("/canary/css")}</style>',
+]
+
+
+def test_hostile_model_output_never_runs(page, live_server):
+    project = ProjectFactory(overlap=1)
+    member = MembershipFactory(project=project)
+    for i, payload in enumerate(HOSTILE):
+        item = PairItemFactory(project=project)
+        item.prompt.messages = [{"role": "user", "content": payload}]
+        item.prompt.save()
+        item.completion_a.text = payload
+        item.completion_a.model_name = payload[:100]
+        item.completion_a.save()
+        item.completion_b.text = HOSTILE[(i + 1) % len(HOSTILE)]
+        item.completion_b.save()
+    requests, dialogs = [], []
+    page.on("request", lambda request: requests.append(request.url))
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    login(page, live_server, member.user.username)
+    page.goto(f"{live_server.url}/projects/{project.pk}/annotate/")
+    for _ in range(len(HOSTILE)):
+        shown = page.get_attribute("#item", "data-item")
+        page.wait_for_timeout(150)
+        assert "<script>" not in page.inner_html(".pair").lower()
+        page.keyboard.press("3")
+        page.keyboard.press("Enter")
+        page.wait_for_function(f"document.querySelector('#item').dataset.item !== '{shown}'")
+    canaries = [url for url in requests if "/canary" in url]
+    assert canaries == [] and dialogs == []
+    # The text itself is shown, escaped.
+    assert PairLabel.objects.filter(annotator=member.user).count() == len(HOSTILE)
