@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -14,6 +16,7 @@ from rest_framework.response import Response
 from annotate.importers import FORMATS
 from annotate.imports import import_job_create, import_job_progress
 from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, Verdict
+from annotate.quality import disputed_items, project_quality
 from annotate.selectors import (
     pair_item_get_for_annotator,
     project_get_for_user,
@@ -21,6 +24,7 @@ from annotate.selectors import (
     project_stats,
 )
 from annotate.services import (
+    pair_item_adjudicate,
     pair_item_lease_next,
     pair_item_skip,
     pair_label_submit,
@@ -191,3 +195,49 @@ def import_detail(request: Request, project_id: int, job_id: int) -> Response:
     if job is None:
         raise Http404("No such import.")
     return Response(ImportJobSerializer(job).data)
+
+
+@extend_schema(responses=dict)
+@api_view(["GET"])
+def quality(request: Request, project_id: int) -> Response:
+    """Researchers: agreement (Krippendorff's alpha, Fleiss' kappa) and per-annotator figures."""
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    data = project_quality(project=project)
+    data["annotators"] = [asdict(a) for a in data["annotators"]]
+    return Response(data)
+
+
+class AdjudicateSerializer(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=Verdict.choices)
+    strength = serializers.ChoiceField(choices=PairLabel.Strength.choices, required=False, allow_null=True)
+
+
+class DisputeSerializer(serializers.Serializer):
+    item = PairItemSerializer()
+    labels = serializers.SerializerMethodField()
+    final_verdict = serializers.CharField(source="item.final_verdict")
+
+    def get_labels(self, dispute: dict) -> list[dict]:
+        return [{"annotator": label.annotator.username, "verdict": label.verdict, "strength": label.strength,
+                 "rationale": label.rationale} for label in dispute["labels"]]
+
+
+@extend_schema(responses=DisputeSerializer(many=True))
+@api_view(["GET"])
+def disputes(request: Request, project_id: int) -> Response:
+    """Researchers: pairs whose labels disagree and have no final verdict yet."""
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    return Response(DisputeSerializer(disputed_items(project=project), many=True).data)
+
+
+@extend_schema(request=AdjudicateSerializer, responses=PairItemSerializer)
+@api_view(["POST"])
+def adjudicate(request: Request, project_id: int, item_id: int) -> Response:
+    """Researchers: set a pair's final verdict."""
+    project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    item = _item_in_project(request, project_id, item_id)
+    data = AdjudicateSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    item = pair_item_adjudicate(item=item, reviewer=request.user, **data.validated_data)
+    return Response({**PairItemSerializer(item).data, "final_verdict": item.final_verdict,
+                     "final_strength": item.final_strength})

@@ -15,5 +15,8 @@ urlpatterns = [
     path("projects/<int:project_id>/items/<int:item_id>/label/", api.label_submit, name="api_label_submit"),
     path("projects/<int:project_id>/items/<int:item_id>/skip/", api.item_skip, name="api_item_skip"),
     path("projects/<int:project_id>/imports/", api.imports, name="api_imports"),
+    path("projects/<int:project_id>/quality/", api.quality, name="api_quality"),
+    path("projects/<int:project_id>/disputes/", api.disputes, name="api_disputes"),
+    path("projects/<int:project_id>/items/<int:item_id>/adjudicate/", api.adjudicate, name="api_adjudicate"),
     path("projects/<int:project_id>/imports/<int:job_id>/", api.import_detail, name="api_import_detail"),
 ]

@@ -1,6 +1,6 @@
 from django import forms
 
-from annotate.models import PairLabel
+from annotate.models import PairLabel, Verdict
 
 
 class PairLabelForm(forms.Form):
@@ -35,3 +35,9 @@ class ImportForm(forms.Form):
 
         super().__init__(*args, **kwargs)
         self.fields["format"].choices = [(k, f"{k}: {v}") for k, v in FORMATS.items()]
+
+
+class AdjudicationForm(forms.Form):
+    verdict = forms.ChoiceField(choices=Verdict.choices)
+    strength = forms.TypedChoiceField(choices=[("", "—"), *PairLabel.Strength.choices], coerce=int,
+                                      required=False, empty_value=None)

@@ -11,4 +11,7 @@ urlpatterns = [
     path("projects/<int:project_id>/annotate/<int:item_id>/", views.annotate_submit, name="annotate_submit"),
     path("projects/<int:project_id>/annotate/<int:item_id>/skip/", views.annotate_skip, name="annotate_skip"),
     path("projects/<int:project_id>/import/", views.import_page, name="import"),
+    path("projects/<int:project_id>/quality/", views.quality, name="quality"),
+    path("projects/<int:project_id>/review/", views.review, name="review"),
+    path("projects/<int:project_id>/review/<int:item_id>/", views.review, name="adjudicate"),
 ]

@@ -11,9 +11,10 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotate.forms import ImportForm, PairLabelForm
+from annotate.forms import AdjudicationForm, ImportForm, PairLabelForm
 from annotate.imports import import_job_create, import_job_progress
 from annotate.models import ImportJob, Membership, PairItem, PairLabel
+from annotate.quality import disputed_items, project_quality
 from annotate.selectors import (
     pair_item_get_for_annotator,
     pair_label_last_for_annotator,
@@ -23,7 +24,7 @@ from annotate.selectors import (
     project_role_for_user,
     project_stats,
 )
-from annotate.services import pair_item_lease_next, pair_item_skip, pair_label_submit
+from annotate.services import pair_item_adjudicate, pair_item_lease_next, pair_item_skip, pair_label_submit
 
 
 def presentation_order(*, user_id: int, item_id: int) -> str:
@@ -151,3 +152,36 @@ def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
     context = {"project": project, "form": form, "jobs": jobs, "active": active}
     template = "annotate/import.html#jobs" if request.htmx else "annotate/import.html"
     return render(request, template, context, status=422 if form.errors else 200)
+
+
+@login_required
+def quality(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The researcher's dashboard: agreement, and for each annotator speed, gold accuracy,
+    agreement with the majority and position bias."""
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    return render(request, "annotate/quality.html", {"project": project, "quality": project_quality(project=project)})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def review(request: HttpRequest, project_id: int, item_id: int | None = None) -> HttpResponse:
+    """Disagreements to adjudicate; the reviewer's verdict becomes the item's final verdict."""
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    if request.method == "POST":
+        item = pair_item_get_for_annotator(user=request.user, item_id=item_id)
+        if item.project_id != project.pk:
+            raise Http404("No such item.")
+        form = AdjudicationForm(request.POST)
+        if form.is_valid():
+            pair_item_adjudicate(item=item, reviewer=request.user, verdict=form.cleaned_data["verdict"],
+                                 strength=form.cleaned_data["strength"])
+            if request.htmx:
+                return render(request, "annotate/review.html#decided", {"project": project, "item": item})
+            messages.success(request, f"Pair {item.pk}: final verdict {item.final_verdict}.")
+        else:
+            messages.error(request, f"Pair {item.pk}: {form.errors.as_text()}")
+        return redirect("annotate:review", project_id=project.pk)
+    show_all = request.GET.get("all") == "1"
+    disputes = disputed_items(project=project, include_adjudicated=show_all)
+    return render(request, "annotate/review.html", {"project": project, "disputes": disputes, "show_all": show_all,
+                                                    "form": AdjudicationForm()})

@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 
 from annotate.models import Membership
 from annotate.selectors import project_get_for_user
+from judges.leaderboard import SOURCES, project_leaderboard
 from judges.models import AIJudgment, Judge, JudgeRun
 from judges.services import judge_run_create
 
@@ -36,3 +37,14 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
     context = {"project": project, "form": form, "runs": run_list, "active": active, "summary": summary}
     return render(request, "judges/runs.html#runs" if request.htmx else "judges/runs.html", context)
 
+
+
+@login_required
+def leaderboard(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    source = request.GET.get("source", "human")
+    if source not in SOURCES:
+        source = "human"
+    table = project_leaderboard(project=project, source=source)
+    return render(request, "judges/leaderboard.html", {"project": project, "table": table, "source": source,
+                                                       "sources": SOURCES})

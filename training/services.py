@@ -17,8 +17,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.models import Project, Verdict
-from annotate.selectors import pair_items_for_project, pair_labels_for_project
+from annotate.models import PairLabel, Project, Verdict
+from annotate.quality import pair_item_verdicts
+from annotate.selectors import pair_items_for_project
 from judges.models import AIJudgment
 from synth.models import ModelEndpoint
 from synth.services import endpoint_model_dir
@@ -27,20 +28,14 @@ from training.models import DatasetSnapshot, TrainingJob
 log = logging.getLogger(__name__)
 
 
-def _human_verdicts(project: Project) -> dict[int, dict]:
-    """Majority verdict per item over its human labels, with the labels that made it."""
-    by_item: dict[int, list] = defaultdict(list)
-    for label in pair_labels_for_project(project=project):
-        by_item[label.item_id].append(label)
-    out = {}
-    for item_id, labels in by_item.items():
-        (verdict, votes), *rest = Counter(label.verdict for label in labels).most_common()
-        if rest and rest[0][1] == votes:
-            continue  # no majority
-        strengths = [label.strength for label in labels if label.verdict == verdict and label.strength]
-        out[item_id] = {"verdict": verdict, "labels": [label.pk for label in labels],
-                        "margin": sum(strengths) / len(strengths) if strengths else None}
-    return out
+def _human_verdicts(project: Project, weighted: bool) -> dict[int, dict]:
+    """One verdict per item from people: an adjudication, else the majority of the labels."""
+    labels: dict[int, list[int]] = defaultdict(list)
+    for label_id, item_id in PairLabel.objects.filter(item__project=project).values_list("id", "item_id"):
+        labels[item_id].append(label_id)
+    return {item_id: {"verdict": agg.verdict, "margin": agg.margin, "labels": labels.get(item_id, [])}
+            for item_id, agg in pair_item_verdicts(project=project, weighted=weighted).items()
+            if agg.verdict is not None}
 
 
 def _ai_verdicts(project: Project) -> dict[int, dict]:
@@ -59,12 +54,12 @@ def _ai_verdicts(project: Project) -> dict[int, dict]:
     return out
 
 
-def preference_rows(*, project: Project, source: str) -> tuple[list[dict], list[dict]]:
+def preference_rows(*, project: Project, source: str, weighted: bool = False) -> tuple[list[dict], list[dict]]:
     """TRL conversational preference rows and, row by row, where each came from."""
-    human = _human_verdicts(project) if source in ("human", "both") else {}
+    human = _human_verdicts(project, weighted) if source in ("human", "both") else {}
     ai = _ai_verdicts(project) if source in ("ai", "both") else {}
     rows, lineage = [], []
-    for item in pair_items_for_project(project=project).order_by("id"):
+    for item in pair_items_for_project(project=project).filter(is_gold=False).order_by("id"):
         decided = human.get(item.pk) or ai.get(item.pk)
         if not decided or decided["verdict"] not in (Verdict.A, Verdict.B):
             continue  # ties and both-bad say nothing about which to prefer
@@ -84,12 +79,12 @@ def preference_rows(*, project: Project, source: str) -> tuple[list[dict], list[
 
 
 @transaction.atomic
-def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HUMAN,
-                    name: str = "") -> DatasetSnapshot:
+def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HUMAN, name: str = "",
+                    weighted: bool = False) -> DatasetSnapshot:
     """Export the project's preferences as an immutable JSONL file with a manifest and sha256."""
     if source not in DatasetSnapshot.Source.values:
         raise ValidationError({"source": f"{source!r} is not one of {DatasetSnapshot.Source.values}"})
-    rows, lineage = preference_rows(project=project, source=source)
+    rows, lineage = preference_rows(project=project, source=source, weighted=weighted)
     if not rows:
         raise ValidationError(f"Project {project.name!r} has no {source} preference to export yet.")
     body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
@@ -104,6 +99,7 @@ def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HU
         partial.write_bytes(body)
         partial.rename(path)
     manifest = {"project": {"id": project.pk, "name": project.name}, "format": "preference", "source": source,
+                "aggregation": "strength-weighted majority" if weighted else "majority", "adjudications": "final",
                 "rows": len(rows), "sha256": digest, "created_at": timezone.now().isoformat(), "lineage": lineage}
     return DatasetSnapshot.objects.create(project=project, name=name, source=source, file=str(relative),
                                           manifest=manifest, sha256=digest, rows=len(rows))
