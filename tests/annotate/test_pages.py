@@ -2,8 +2,8 @@ import pytest
 from django.urls import reverse
 
 from annotate.models import PairLabel
-from annotate.views import presentation_order
 from annotate.services import pair_label_submit
+from annotate.views import presentation_order
 from tests.factories import MembershipFactory, PairItemFactory, ProjectFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
