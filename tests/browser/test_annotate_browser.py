@@ -71,6 +71,7 @@ def test_hostile_model_output_never_runs(page, live_server):
         item.completion_a.model_name = payload[:100]
         item.completion_a.save()
         item.completion_b.text = HOSTILE[(i + 1) % len(HOSTILE)]
+        item.completion_b.model_name = "plain-model"
         item.completion_b.save()
     requests, dialogs = [], []
     page.on("request", lambda request: requests.append(request.url))
@@ -84,7 +85,27 @@ def test_hostile_model_output_never_runs(page, live_server):
         page.keyboard.press("3")
         page.keyboard.press("Enter")
         page.wait_for_function(f"document.querySelector('#item').dataset.item !== '{shown}'")
+    assert PairLabel.objects.filter(annotator=member.user).count() == len(HOSTILE)
+    # Researchers' pages that show model text or model names: review (after a disagreement),
+    # leaderboard, quality, judges, datasets and the admin's lists.
+    researcher = MembershipFactory(project=project, researcher=True, user__is_staff=True,
+                                   user__is_superuser=True).user
+    other = MembershipFactory(project=project).user
+    from annotate.services import pair_label_submit
+
+    for label in PairLabel.objects.filter(annotator=member.user):
+        pair_label_submit(item=label.item, annotator=other, verdict="A", strength=2)
+    page.context.clear_cookies()
+    login(page, live_server, researcher.username)
+    for path in (f"/projects/{project.pk}/review/", f"/projects/{project.pk}/leaderboard/",
+                 f"/projects/{project.pk}/quality/", f"/projects/{project.pk}/judges/",
+                 f"/projects/{project.pk}/datasets/", "/admin/annotate/completion/", "/admin/annotate/prompt/"):
+        response = page.goto(f"{live_server.url}{path}")
+        assert response.status == 200, path
+        page.wait_for_timeout(200)
+    assert page.context.pages == [page]
+    for path in ("review", "leaderboard"):  # the hostile text and names are there, as text
+        page.goto(f"{live_server.url}/projects/{project.pk}/{path}/")
+        assert "&lt;script&gt;" in page.content(), path
     canaries = [url for url in requests if "/canary" in url]
     assert canaries == [] and dialogs == []
-    # The text itself is shown, escaped.
-    assert PairLabel.objects.filter(annotator=member.user).count() == len(HOSTILE)
