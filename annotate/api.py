@@ -18,7 +18,7 @@ from annotate.imports import import_job_create, import_job_progress
 from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, Verdict
 from annotate.quality import disputed_items, project_quality
 from annotate.selectors import (
-    pair_item_get_for_annotator,
+    pair_item_get_in_project,
     project_get_for_user,
     project_list_for_user,
     project_stats,
@@ -113,12 +113,7 @@ def next_item(request: Request, project_id: int) -> Response:
 
 
 def _item_in_project(request: Request, project_id: int, item_id: int) -> PairItem:
-    project = project_get_for_user(user=request.user, project_id=project_id)
-    item = pair_item_get_for_annotator(user=request.user, item_id=item_id)
-    if item.project_id != project.pk:
-        raise Http404("No such item.")
-    item.project = project
-    return item
+    return pair_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
 
 
 @extend_schema(request=PairLabelInSerializer, responses={201: PairLabelSerializer})

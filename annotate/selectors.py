@@ -39,6 +39,17 @@ def project_get_for_user(*, user: User, project_id: int, role: str | None = None
     return project
 
 
+def pair_item_get_in_project(*, user: User, project_id: int, item_id: int) -> PairItem:
+    """An item of a project the user is a member of, with its project, in one query; else 404."""
+    items = PairItem.objects.select_related("project").filter(pk=item_id, project_id=project_id)
+    if not user.is_superuser:
+        items = items.filter(project__memberships__user=user)
+    try:
+        return items.get()
+    except (PairItem.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such item.") from None
+
+
 def pair_item_get_for_annotator(*, user: User, item_id: int) -> PairItem:
     try:
         return PairItem.objects.select_related("prompt", "completion_a", "completion_b", "project").get(

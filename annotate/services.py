@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
@@ -101,9 +101,21 @@ def slots_ensure(*, project: Project, batch_size: int = 5000) -> int:
     """Give every non-gold item of the project its k slots (after an import or a change of k).
 
     Slots are only added: lowering k leaves the extra slots, whose labels are already paid for.
-    Returns the number of slots created.
+    Returns the number of slots created. On PostgreSQL one INSERT ... SELECT does it in the
+    database (100,000 items in about a second); elsewhere in batches through the ORM.
     """
     k = project.overlap
+    if connection.vendor == "postgresql":
+        slot, item = ItemSlot._meta.db_table, PairItem._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"""INSERT INTO {slot} (project_id, item_id, number, priority, done)
+                    SELECT i.project_id, i.id, n.number, 0, false
+                    FROM {item} i CROSS JOIN generate_series(0, %s - 1) AS n(number)
+                    WHERE i.project_id = %s AND NOT i.is_gold
+                      AND NOT EXISTS (SELECT 1 FROM {slot} s WHERE s.item_id = i.id AND s.number = n.number)""",
+                [k, project.pk])
+            return cursor.rowcount
     short = (PairItem.objects.filter(project=project, is_gold=False)
              .annotate(n=Count("slots")).filter(n__lt=k).values_list("id", "n").order_by("id"))
     created, batch = 0, []
@@ -213,11 +225,21 @@ def pair_label_submit(*, item: PairItem, annotator: AbstractBaseUser, verdict: s
     if time_spent_ms is not None and time_spent_ms < 0:
         raise ValidationError({"time_spent_ms": "must not be negative"})
     criteria = criteria_validate(project=item.project, criteria=criteria)
-    label, created = PairLabel.objects.update_or_create(
-        item=item, annotator=annotator,
-        defaults={"verdict": verdict, "strength": strength, "rationale": rationale, "criteria": criteria,
-                  "shown_order": shown_order, "time_spent_ms": time_spent_ms},
-    )
+    fields = {"verdict": verdict, "strength": strength, "rationale": rationale, "criteria": criteria,
+              "shown_order": shown_order, "time_spent_ms": time_spent_ms}
+    # An edit updates in place; a new label is inserted (the unique constraint settles a race of two
+    # submits, the loser becoming an edit). Fewer round trips than update_or_create on the hot path.
+    created = False
+    if PairLabel.objects.filter(item=item, annotator=annotator).update(**fields, updated_at=timezone.now()):
+        label = PairLabel.objects.get(item=item, annotator=annotator)
+    else:
+        try:
+            with transaction.atomic():
+                label = PairLabel.objects.create(item=item, annotator=annotator, **fields)
+            created = True
+        except IntegrityError:
+            PairLabel.objects.filter(item=item, annotator=annotator).update(**fields, updated_at=timezone.now())
+            label = PairLabel.objects.get(item=item, annotator=annotator)
     if created and not item.is_gold:
         closed = ItemSlot.objects.filter(item=item, annotator=annotator, done=False).update(
             done=True, leased_until=None)
