@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from annotate.jobs import JobStatus
+
 
 class Project(models.Model):
     class TaskKind(models.TextChoices):
@@ -209,11 +211,7 @@ class ItemSkip(models.Model):
 class ImportJob(models.Model):
     """A file imported by a worker, with progress for the page."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+    Status = JobStatus
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")

@@ -50,15 +50,6 @@ def pair_item_get_in_project(*, user: User, project_id: int, item_id: int) -> Pa
         raise Http404("No such item.") from None
 
 
-def pair_item_get_for_annotator(*, user: User, item_id: int) -> PairItem:
-    try:
-        return PairItem.objects.select_related("prompt", "completion_a", "completion_b", "project").get(
-            pk=item_id, project__in=project_list_for_user(user=user)
-        )
-    except (PairItem.DoesNotExist, ValueError, TypeError):
-        raise Http404("No such item.") from None
-
-
 def project_stats(*, project: Project, user: User | None = None) -> dict:
     """Counts for the project page: items, open slots, labels (and the user's own)."""
     counts = PairItem.objects.filter(project=project).aggregate(

@@ -7,7 +7,7 @@ import hashlib
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -16,7 +16,7 @@ from annotate.imports import import_job_create, import_job_progress
 from annotate.models import ImportJob, Membership, PairItem, PairLabel
 from annotate.quality import disputed_items, project_quality
 from annotate.selectors import (
-    pair_item_get_for_annotator,
+    pair_item_get_in_project,
     pair_label_last_for_annotator,
     project_annotator_progress,
     project_get_for_user,
@@ -98,10 +98,8 @@ def annotate_last(request: HttpRequest, project_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def annotate_submit(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
-    project = project_get_for_user(user=request.user, project_id=project_id)
-    item = pair_item_get_for_annotator(user=request.user, item_id=item_id)
-    if item.project_id != project.pk:
-        raise Http404("No such item.")
+    item = pair_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
+    project = item.project
     form = PairLabelForm(request.POST, criteria=project.criteria)
     if not form.is_valid():
         return _render_item(request, _item_context(request, project, item, form=form), status=422)
@@ -118,20 +116,17 @@ def annotate_submit(request: HttpRequest, project_id: int, item_id: int) -> Http
         return _render_item(request, _item_context(request, project, item, form=form), status=422)
     if request.htmx:
         return annotate_next(request, project_id)
-    return redirect("annotate:annotate", project_id=project.pk)
+    return redirect("annotate:annotate", project_id=project_id)
 
 
 @login_required
 @require_POST
 def annotate_skip(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
-    project = project_get_for_user(user=request.user, project_id=project_id)
-    item = pair_item_get_for_annotator(user=request.user, item_id=item_id)
-    if item.project_id != project.pk:
-        raise Http404("No such item.")
+    item = pair_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
     pair_item_skip(item=item, user=request.user)
     if request.htmx:
         return annotate_next(request, project_id)
-    return redirect("annotate:annotate", project_id=project.pk)
+    return redirect("annotate:annotate", project_id=project_id)
 
 
 @login_required
@@ -168,9 +163,7 @@ def review(request: HttpRequest, project_id: int, item_id: int | None = None) ->
     """Disagreements to adjudicate; the reviewer's verdict becomes the item's final verdict."""
     project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
     if request.method == "POST":
-        item = pair_item_get_for_annotator(user=request.user, item_id=item_id)
-        if item.project_id != project.pk:
-            raise Http404("No such item.")
+        item = pair_item_get_in_project(user=request.user, project_id=project.pk, item_id=item_id)
         form = AdjudicationForm(request.POST)
         if form.is_valid():
             pair_item_adjudicate(item=item, reviewer=request.user, verdict=form.cleaned_data["verdict"],

@@ -177,8 +177,8 @@ def main() -> None:
 
     port = free_port()
     server = subprocess.Popen(
-        [PY, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.workers), "-k", args.worker_class,
-         "--threads", str(args.threads), "--log-level", "warning"],
+        [PY, "-m", "gunicorn", "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(args.workers),
+         "-k", args.worker_class, "--threads", str(args.threads), "--log-level", "warning"],
         cwd=ROOT, env=env_for(database_url), start_new_session=True)
     try:
         for _ in range(100):

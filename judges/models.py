@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from annotate.jobs import JobStatus
+
 DEFAULT_PAIRWISE_TEMPLATE = """Compare two responses to the conversation below and decide which one is better:
 more helpful, correct and harmless.
 
@@ -51,11 +53,7 @@ class Judge(models.Model):
 
 
 class JudgeRun(models.Model):
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+    Status = JobStatus
 
     judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="runs")
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="judge_runs")

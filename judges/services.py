@@ -9,8 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.utils import timezone
 
+from annotate.jobs import job_done, job_failure_recorded
 from annotate.models import PairItem, Project
 from annotate.selectors import pair_items_for_project
 from annotate.services import pair_items_prioritize
@@ -170,7 +170,7 @@ def judge_run_execute(*, run_id: int, batch_size: int = 8) -> JudgeRun:
         run.status, run.error = JudgeRun.Status.RUNNING, ""
         run.save(update_fields=["status", "error"])
     judge = run.judge
-    try:
+    with job_failure_recorded(run):
         items = pair_items_for_project(project=run.project)
         judged = set(AIJudgment.objects.filter(judge=judge, template_version=judge.template_version,
                                                item__project=run.project).values_list("item_id", flat=True))
@@ -185,11 +185,5 @@ def judge_run_execute(*, run_id: int, batch_size: int = 8) -> JudgeRun:
             run.save(update_fields=["progress"])
         if run.project.prioritize_disagreements:
             disputed_items_prioritize(project=run.project)
-        run.status, run.finished_at = JudgeRun.Status.DONE, timezone.now()
-        run.save(update_fields=["status", "finished_at"])
-    except Exception as exc:
-        log.exception("judge run %s failed", run_id)
-        run.status, run.error, run.finished_at = JudgeRun.Status.FAILED, repr(exc), timezone.now()
-        run.save(update_fields=["status", "error", "finished_at"])
-        raise
+        job_done(run)
     return run

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from annotate.jobs import JobStatus
+
 
 class ModelEndpoint(models.Model):
     class Kind(models.TextChoices):
@@ -39,11 +41,7 @@ class SynthesisJob(models.Model):
     class Kind(models.TextChoices):
         PAIRS = "pairs", "Sample two completions per prompt and build pairs"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+    Status = JobStatus
 
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="synthesis_jobs")
     endpoint = models.ForeignKey(ModelEndpoint, on_delete=models.PROTECT, related_name="synthesis_jobs")

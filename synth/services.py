@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from annotate.jobs import job_done, job_failure_recorded
 from annotate.models import Completion, PairItem, Project, Prompt
 from annotate.services import pair_item_create
 from synth.backends.base import Backend, Sampling, backend_load
@@ -88,7 +89,7 @@ def synthesis_job_run(*, job_id: int) -> SynthesisJob:
             return job
         job.status, job.started_at, job.error = SynthesisJob.Status.RUNNING, timezone.now(), ""
         job.save(update_fields=["status", "started_at", "error"])
-    try:
+    with job_failure_recorded(job):
         params = dict(job.params)
         batch_size = int(params.pop("batch_size", 8))
         sampling = Sampling(n=2, batch_size=batch_size * 2, **params)
@@ -114,13 +115,7 @@ def synthesis_job_run(*, job_id: int) -> SynthesisJob:
                     pair_item_create(prompt=prompt, completion_a=made[0], completion_b=made[1])
                 job.progress += len(batch)
                 job.save(update_fields=["progress"])
-        job.status, job.finished_at = SynthesisJob.Status.DONE, timezone.now()
-        job.save(update_fields=["status", "finished_at"])
-    except Exception as exc:
-        log.exception("synthesis job %s failed", job_id)
-        job.status, job.error, job.finished_at = SynthesisJob.Status.FAILED, repr(exc), timezone.now()
-        job.save(update_fields=["status", "error", "finished_at"])
-        raise
+        job_done(job)
     return job
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.db import models
 
+from annotate.jobs import JobStatus
+
 
 class DatasetSnapshot(models.Model):
     class Format(models.TextChoices):
@@ -36,11 +38,7 @@ class TrainingJob(models.Model):
     class Method(models.TextChoices):
         DPO = "dpo", "DPO"
 
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        DONE = "done", "Done"
-        FAILED = "failed", "Failed"
+    Status = JobStatus
 
     method = models.CharField(max_length=20, choices=Method.choices, default=Method.DPO)
     base_endpoint = models.ForeignKey("synth.ModelEndpoint", on_delete=models.PROTECT, related_name="training_jobs")

@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from annotate.jobs import job_done, job_failure_recorded
 from annotate.models import PairLabel, Project, Verdict
 from annotate.quality import pair_item_verdicts
 from annotate.selectors import pair_items_for_project
@@ -146,7 +147,7 @@ def training_job_run(*, job_id: int) -> TrainingJob:
             TrainingJob.Status.RUNNING, timezone.now(), "", "", [])
         job.save(update_fields=["status", "started_at", "error", "log", "metrics"])
     out = _job_dir(job) / "model"
-    try:
+    with job_failure_recorded(job):
         config = {**job.hyperparameters, "dataset": str(snapshot_path(snapshot=job.snapshot)),
                   "model": str(endpoint_model_dir(endpoint=job.base_endpoint)), "output_dir": str(out)}
         out.mkdir(parents=True, exist_ok=True)
@@ -160,13 +161,8 @@ def training_job_run(*, job_id: int) -> TrainingJob:
             defaults={"kind": ModelEndpoint.Kind.TRANSFORMERS, "path": str(out), "created_by_job_id": job.pk},
         )
         job.artifact_path, job.result_endpoint = str(out), endpoint
-        job.status, job.finished_at = TrainingJob.Status.DONE, timezone.now()
-        job.save(update_fields=["metrics", "artifact_path", "result_endpoint", "status", "finished_at"])
-    except Exception as exc:
-        log.exception("training job %s failed", job_id)
-        job.status, job.error, job.finished_at = TrainingJob.Status.FAILED, str(exc), timezone.now()
-        job.save(update_fields=["status", "error", "finished_at"])
-        raise
+        job.save(update_fields=["metrics", "artifact_path", "result_endpoint"])
+        job_done(job)
     return job
 
 

@@ -128,7 +128,8 @@ def test_next_and_submit_take_a_fixed_number_of_queries(client, django_assert_nu
     with django_assert_num_queries(4):  # session, user, project, held lease
         assert client.get(url).json()["id"] == item_id
     submit = reverse("api_label_submit", args=[project.pk, item_id])
-    with django_assert_num_queries(10):  # session, user, item+project, savepoint, update, savepoint, insert, release x2, slot
+    # session, user, item with project, savepoint, update, savepoint, insert, release x2, close the slot
+    with django_assert_num_queries(10):
         assert client.post(submit, {"verdict": "A"}, content_type="application/json").status_code == 201
 
 
