@@ -163,6 +163,11 @@ SPECTACULAR_SETTINGS = {
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
+# HTTP model endpoints may only reach these hosts (".example.com" allows subdomains).
+ENDPOINT_ALLOWED_HOSTS = env_list("ENDPOINT_ALLOWED_HOSTS", "127.0.0.1,localhost")
+# Encrypts endpoint API keys at rest; defaults to SECRET_KEY.
+ENDPOINT_SECRET = os.environ.get("ENDPOINT_SECRET", "")
+
 # --- Celery ---------------------------------------------------------------------------------
 # Default broker: kombu's filesystem transport, which needs no server. Production: Redis.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")

@@ -18,12 +18,62 @@ more helpful, correct and harmless.
 [Response B]
 {response_b}
 
-Which response is better? Answer with one letter, A or B."""
+{question} Answer with one letter, A or B."""
+
+DEFAULT_QUESTION = "Which response is better?"
+
+DEFAULT_POINTWISE_TEMPLATE = """Rate the response to the conversation below for how helpful, correct and harmless it is.
+
+[Conversation]
+{conversation}
+
+[Response]
+{response}
+
+{question} Answer with a number from 1 (worst) to 10 (best)."""
+
+
+class Constitution(models.Model):
+    """A versioned list of principles (Bai et al. 2022, Constitutional AI, arXiv:2212.08073).
+
+    Any change to its principles raises ``version``; judgments record the version they used.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class Principle(models.Model):
+    constitution = models.ForeignKey(Constitution, on_delete=models.CASCADE, related_name="principles")
+    name = models.CharField(max_length=200)
+    critique_request = models.TextField(help_text="e.g. Identify specific ways the response is harmful.")
+    revision_request = models.TextField(help_text="e.g. Rewrite the response to remove harmful content.")
+    comparison_question = models.TextField(help_text="e.g. Which response is less harmful?")
+    order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["constitution", "order", "id"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Judge(models.Model):
     class Mode(models.TextChoices):
         PAIRWISE = "pairwise", "Pairwise preference"
+        POINTWISE = "pointwise", "Pointwise score 1-10 of each response"
+
+    class PrincipleUse(models.TextChoices):
+        SAMPLE_ONE = "sample_one", "One principle per judgment (sampled, reproducibly)"
+        ALL = "all", "Every principle, probabilities averaged"
 
     class Debiasing(models.TextChoices):
         NONE = "none", "None (one order)"
@@ -37,19 +87,32 @@ class Judge(models.Model):
     name = models.CharField(max_length=200, unique=True)
     endpoint = models.ForeignKey("synth.ModelEndpoint", on_delete=models.PROTECT, related_name="judges")
     mode = models.CharField(max_length=20, choices=Mode.choices, default=Mode.PAIRWISE)
-    template = models.TextField(default=DEFAULT_PAIRWISE_TEMPLATE,
-                                help_text="Placeholders: {conversation}, {response_a}, {response_b}.")
-    template_version = models.PositiveIntegerField(default=1)
+    template = models.TextField(
+        default=DEFAULT_PAIRWISE_TEMPLATE,
+        help_text="Placeholders: {conversation}, {response_a}, {response_b} (pointwise: {response}), {question}.")
+    template_version = models.PositiveIntegerField(
+        default=1, help_text="Raised by every change of what the judge does; one judgment per version and item.")
+    constitution = models.ForeignKey(Constitution, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="judges")
+    principle_use = models.CharField(max_length=20, choices=PrincipleUse.choices, default=PrincipleUse.SAMPLE_ONE)
     debiasing = models.CharField(max_length=20, choices=Debiasing.choices, default=Debiasing.SWAP_AVERAGE)
     verdict_method = models.CharField(max_length=20, choices=VerdictMethod.choices, default=VerdictMethod.LOGPROB)
+    votes = models.PositiveSmallIntegerField(
+        default=1, help_text="Self-consistency: samples per order (generate method), majority vote.")
+    temperature = models.FloatField(default=0.0, help_text="Sampling temperature when votes > 1.")
     max_new_tokens = models.PositiveIntegerField(default=256, help_text="Generate method only.")
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
 
     def __str__(self) -> str:
         return self.name
+
+    # What a judgment depends on: a change to any of these raises template_version.
+    VERSIONED_FIELDS = ("endpoint_id", "mode", "template", "constitution_id", "principle_use", "debiasing",
+                        "verdict_method", "votes", "temperature", "max_new_tokens")
 
 
 class JudgeRun(models.Model):
@@ -82,6 +145,16 @@ class AIJudgment(models.Model):
     item = models.ForeignKey("annotate.PairItem", on_delete=models.CASCADE, related_name="ai_judgments")
     run = models.ForeignKey(JudgeRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="judgments")
     template_version = models.PositiveIntegerField()
+    constitution_version = models.PositiveIntegerField(null=True, blank=True)
+    principles = models.JSONField(default=list, blank=True, help_text="Names of the principles applied.")
+    votes = models.JSONField(default=list, blank=True,
+                             help_text="Each sample's verdict about A/B, both orders (self-consistency).")
+    vote_share = models.FloatField(null=True, blank=True, help_text="Share of votes for the final verdict.")
+    score_a = models.FloatField(null=True, blank=True, help_text="Pointwise mode: score of A (1-10).")
+    score_b = models.FloatField(null=True, blank=True, help_text="Pointwise mode: score of B (1-10).")
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.FloatField(default=0.0)
     verdict_ab = models.CharField(max_length=10, blank=True, help_text="Verdict with A shown first.")
     verdict_ba = models.CharField(max_length=10, blank=True, help_text="Verdict with B shown first, mapped back.")
     prob_a_ab = models.FloatField(null=True, blank=True, help_text="P(A better), A shown first.")

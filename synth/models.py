@@ -21,9 +21,19 @@ class ModelEndpoint(models.Model):
     base_url = models.URLField(blank=True, help_text="OpenAI-compatible servers only, e.g. http://127.0.0.1:8000/v1")
     dtype = models.CharField(max_length=20, default="float32")
     device = models.CharField(max_length=20, default="cpu")
+    # HTTP endpoints: the key is stored encrypted (synth.secrets) and never shown back.
+    api_key_encrypted = models.TextField(blank=True, editable=False)
+    max_concurrency = models.PositiveSmallIntegerField(default=4)
+    requests_per_minute = models.PositiveIntegerField(null=True, blank=True, help_text="Empty: no limit.")
+    timeout_s = models.FloatField(default=60.0)
+    max_retries = models.PositiveSmallIntegerField(default=4, help_text="On 429, 5xx and timeouts, with backoff.")
+    # Price, for the cost of judgments (currency units per million tokens).
+    cost_per_million_input = models.FloatField(default=0.0)
+    cost_per_million_output = models.FloatField(default=0.0)
     # Lineage: the training job that produced this model, if any ("training.TrainingJob").
     created_by_job_id = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["name"]
@@ -35,6 +45,34 @@ class ModelEndpoint(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def has_api_key(self) -> bool:
+        return bool(self.api_key_encrypted)
+
+    def clean(self) -> None:
+        from synth.secrets import base_url_check
+
+        if self.kind == self.Kind.OPENAI:
+            base_url_check(self.base_url)
+
+
+class CachedResponse(models.Model):
+    """A paid request to an HTTP endpoint and its answer: the same request is never paid twice."""
+
+    endpoint = models.ForeignKey(ModelEndpoint, on_delete=models.CASCADE, related_name="cached_responses")
+    key = models.CharField(max_length=64, help_text="sha256 of the request body")
+    response = models.JSONField()
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    hits = models.PositiveIntegerField(default=0, help_text="Times it was served again instead of paid.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["endpoint", "key"], name="cached_response_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_id}:{self.key[:12]}"
 
 
 class SynthesisJob(models.Model):

@@ -11,13 +11,15 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, F, Sum
 from django.utils import timezone
 
 from annotate.jobs import job_done, job_failure_recorded
 from annotate.models import Completion, PairItem, Project, Prompt
 from annotate.services import pair_item_create
 from synth.backends.base import Backend, Sampling, backend_load
-from synth.models import Generation, ModelEndpoint, SynthesisJob
+from synth.models import CachedResponse, Generation, ModelEndpoint, SynthesisJob
+from synth.secrets import api_key_decrypt, api_key_encrypt, base_url_check
 
 log = logging.getLogger(__name__)
 
@@ -26,10 +28,65 @@ DEMO_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEMO_ENDPOINT_NAME = "SmolLM2-135M-Instruct"
 
 
+class DatabaseResponseCache:
+    """Paid HTTP answers kept per endpoint (synth.CachedResponse)."""
+
+    def __init__(self, endpoint_id: int) -> None:
+        self.endpoint_id = endpoint_id
+
+    def get(self, key: str) -> dict | None:
+        row = CachedResponse.objects.filter(endpoint_id=self.endpoint_id, key=key).only("id", "response").first()
+        if row is None:
+            return None
+        CachedResponse.objects.filter(pk=row.pk).update(hits=F("hits") + 1)
+        return row.response
+
+    def put(self, key: str, response: dict) -> None:
+        usage = response.get("usage") or {}
+        CachedResponse.objects.get_or_create(
+            endpoint_id=self.endpoint_id, key=key,
+            defaults={"response": response, "prompt_tokens": int(usage.get("prompt_tokens", 0)),
+                      "completion_tokens": int(usage.get("completion_tokens", 0))})
+
+
 def endpoint_backend(*, endpoint: ModelEndpoint) -> Backend:
-    """The endpoint's backend, loaded once per worker process."""
-    return backend_load(kind=endpoint.kind, path=endpoint.path, base_url=endpoint.base_url,
-                        dtype=endpoint.dtype, device=endpoint.device)
+    """The endpoint's backend, loaded once per worker process.
+
+    For an HTTP endpoint the base URL is checked against the allowlist again here (settings may
+    have changed since it was saved) and the key is decrypted only now, in the worker.
+    """
+
+    def http() -> Backend:
+        from synth.backends.openai import OpenAIBackend
+
+        base_url_check(endpoint.base_url)
+        return OpenAIBackend(base_url=endpoint.base_url, model=endpoint.path,
+                             api_key=api_key_decrypt(endpoint.api_key_encrypted), timeout=endpoint.timeout_s,
+                             max_concurrency=endpoint.max_concurrency,
+                             requests_per_minute=endpoint.requests_per_minute, max_retries=endpoint.max_retries,
+                             cache=DatabaseResponseCache(endpoint.pk))
+
+    return backend_load(kind=endpoint.kind, path=endpoint.path, base_url=endpoint.base_url, dtype=endpoint.dtype,
+                        device=endpoint.device, http=http, version=(endpoint.pk, endpoint.updated_at))
+
+
+@transaction.atomic
+def endpoint_api_key_set(*, endpoint: ModelEndpoint, api_key: str) -> ModelEndpoint:
+    """Store a new key (encrypted); an empty key removes it."""
+    endpoint.api_key_encrypted = api_key_encrypt(api_key)
+    endpoint.save(update_fields=["api_key_encrypted", "updated_at"])
+    return endpoint
+
+
+def endpoint_usage(*, endpoint: ModelEndpoint) -> dict:
+    """Tokens and cost paid to an HTTP endpoint, and how many requests the cache saved."""
+    totals = CachedResponse.objects.filter(endpoint=endpoint).aggregate(
+        requests=Count("id"), prompt_tokens=Sum("prompt_tokens"), completion_tokens=Sum("completion_tokens"),
+        cache_hits=Sum("hits"))
+    prompt, completion = totals["prompt_tokens"] or 0, totals["completion_tokens"] or 0
+    cost = (prompt * endpoint.cost_per_million_input + completion * endpoint.cost_per_million_output) / 1e6
+    return {"requests": totals["requests"], "prompt_tokens": prompt, "completion_tokens": completion,
+            "cache_hits": totals["cache_hits"] or 0, "cost": round(cost, 6)}
 
 
 def demo_model_ensure() -> ModelEndpoint:

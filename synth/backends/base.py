@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -44,16 +45,20 @@ _cache = _Cache()
 
 
 def backend_load(*, kind: str, path: str, base_url: str = "", dtype: str = "float32", device: str = "cpu",
-                 api_key: str = "") -> Backend:
-    """Return the backend for these settings, loading the model at most once per process."""
-    key = (kind, path, base_url, dtype, device)
+                 http: Callable[[], Backend] | None = None, version: object = None) -> Backend:
+    """Return the backend for these settings, loading the model at most once per process.
+
+    HTTP backends are built by ``http()`` (which holds the decrypted key and the cache); ``version``
+    changes when the endpoint's settings do, so an edited endpoint gets a fresh client.
+    """
+    key = (kind, path, base_url, dtype, device, version)
     with _cache.lock:
         backend = _cache.backends.get(key)
         if backend is None:
             if kind == "openai":
-                from synth.backends.openai import OpenAIBackend
-
-                backend = OpenAIBackend(base_url=base_url, model=path, api_key=api_key)
+                if http is None:
+                    raise ValueError("an HTTP endpoint needs its client factory")
+                backend = http()
             else:
                 from synth.backends.local import TransformersBackend
 
