@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import re
@@ -9,28 +10,32 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
 
 from annotate.jobs import job_done, job_failure_recorded
 from annotate.models import PairItem, Project
 from annotate.selectors import pair_items_for_project
 from annotate.services import pair_items_prioritize
-from judges.models import AIJudgment, Judge, JudgeRun
+from judges.models import DEFAULT_QUESTION, AIJudgment, Judge, JudgeRun
 from synth.backends.base import Backend, Sampling
 from synth.services import endpoint_backend
 
 log = logging.getLogger(__name__)
 
-_PLACEHOLDER = re.compile(r"\{(conversation|response_a|response_b)\}")
+_PLACEHOLDER = re.compile(r"\{(conversation|response_a|response_b|response|question)\}")
 
 
 def conversation_render(messages: Sequence[dict]) -> str:
     return "\n\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in messages)
 
 
-def judge_prompt(*, template: str, conversation: Sequence[dict], first: str, second: str) -> list[dict]:
+def judge_prompt(*, template: str, conversation: Sequence[dict], first: str, second: str = "",
+                 question: str = DEFAULT_QUESTION) -> list[dict]:
     """The judge's chat input. One pass over the template, so text inside a response that looks
-    like a placeholder is never substituted."""
-    values = {"conversation": conversation_render(conversation), "response_a": first, "response_b": second}
+    like a placeholder is never substituted. Pointwise templates use {response} (= ``first``)."""
+    values = {"conversation": conversation_render(conversation), "response_a": first, "response_b": second,
+              "response": first, "question": question}
     return [{"role": "user", "content": _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)}]
 
 
@@ -56,12 +61,6 @@ def verdict_parse(text: str) -> str | None:
     return bare if bare in {"A", "B"} else None
 
 
-@dataclass(frozen=True)
-class OrderResult:
-    prob_first: float  # P(the response shown first is better)
-    raw: str
-
-
 def _two_way(logp_a: float, logp_b: float) -> float:
     """P(A) from the log-probabilities of "A" and "B", renormalized over the two answers."""
     if logp_a == logp_b:  # also covers both -inf
@@ -71,17 +70,75 @@ def _two_way(logp_a: float, logp_b: float) -> float:
     return ea / (ea + eb)
 
 
-def judge_orders(*, judge: Judge, backend: Backend, conversations: Sequence[list[dict]]) -> list[OrderResult]:
-    """Judge many rendered prompts in one batched call."""
+@dataclass(frozen=True)
+class PromptResult:
+    """One rendered prompt's answer: P(first shown is better) and each sample's vote."""
+
+    prob_first: float
+    votes: tuple[str, ...]  # "first", "second" or "none" per sample (generate method)
+    raw: str
+
+
+def judge_prompts(*, judge: Judge, backend: Backend, conversations: Sequence[list[dict]]) -> list[PromptResult]:
+    """Judge many rendered pairwise prompts in one batched call.
+
+    Log-probabilities: one forward pass, P = p(A) / (p(A) + p(B)), no sampling. Generate: ``votes``
+    samples per prompt (self-consistency, Wang et al. 2022, arXiv:2203.11171), each parsed; P is
+    the share of samples voting for the first response (an unparsed sample counts half).
+    """
+    if not conversations:
+        return []
     if judge.verdict_method == Judge.VerdictMethod.LOGPROB:
         scores = backend.score(list(conversations), [["A", "B"]] * len(conversations))
-        return [OrderResult(prob_first=_two_way(a, b), raw=f"logp(A)={a:.4f} logp(B)={b:.4f}") for a, b in scores]
-    texts = backend.generate(list(conversations), Sampling(max_new_tokens=judge.max_new_tokens, temperature=0.0))
+        return [PromptResult(prob_first=_two_way(a, b), votes=(), raw=f"logp(A)={a:.4f} logp(B)={b:.4f}")
+                for a, b in scores]
+    k = max(1, judge.votes)
+    temperature = judge.temperature if k > 1 else 0.0
+    texts = backend.generate(list(conversations), Sampling(max_new_tokens=judge.max_new_tokens, n=k,
+                                                           temperature=temperature))
     results = []
-    for (text,) in texts:
-        verdict = verdict_parse(text)
-        results.append(OrderResult(prob_first={"A": 1.0, "B": 0.0}.get(verdict or "", 0.5), raw=text))
+    for samples in texts:
+        votes = tuple({"A": "first", "B": "second"}.get(verdict_parse(t) or "", "none") for t in samples)
+        share = sum(1.0 if v == "first" else 0.5 if v == "none" else 0.0 for v in votes) / len(votes)
+        results.append(PromptResult(prob_first=share, votes=votes, raw="\n----\n".join(samples)))
     return results
+
+
+_SCORE = re.compile(r"\b(10|[1-9])\b")
+
+
+def score_parse(text: str) -> float | None:
+    """The 1-10 score in a judge's answer: the last "[[n]]" or "Rating: n", else the first number."""
+    for pattern in (r"\[\[\s*(10|[1-9])\s*\]\]", r"(?:rating|score)\s*[:=]?\s*(10|[1-9])\b"):
+        found = re.findall(pattern, text, re.IGNORECASE)
+        if found:
+            return float(found[-1])
+    found = _SCORE.search(text)
+    return float(found.group(1)) if found else None
+
+
+def judge_scores(*, judge: Judge, backend: Backend, conversations: Sequence[list[dict]]) -> list[tuple[float, str]]:
+    """Pointwise: the expected 1-10 score of each response (log-probabilities) or the mean parsed score."""
+    if not conversations:
+        return []
+    if judge.verdict_method == Judge.VerdictMethod.LOGPROB:
+        labels = [str(i) for i in range(1, 11)]
+        rows = backend.score(list(conversations), [labels] * len(conversations))
+        out = []
+        for row in rows:
+            top = max(row)
+            weights = [math.exp(v - top) for v in row]
+            total = sum(weights)
+            out.append((sum(w * (i + 1) for i, w in enumerate(weights)) / total, f"logp={[round(v, 3) for v in row]}"))
+        return out
+    k = max(1, judge.votes)
+    texts = backend.generate(list(conversations), Sampling(max_new_tokens=judge.max_new_tokens, n=k,
+                                                           temperature=judge.temperature if k > 1 else 0.0))
+    out = []
+    for samples in texts:
+        parsed = [v for v in (score_parse(t) for t in samples) if v is not None]
+        out.append((sum(parsed) / len(parsed) if parsed else 5.5, "\n----\n".join(samples)))
+    return out
 
 
 def _verdict(prob_a: float) -> str:
@@ -100,36 +157,100 @@ def judgment_combine(*, debiasing: str, prob_a_ab: float, prob_a_ba: float | Non
     return _verdict(average), average
 
 
+def judge_questions(*, judge: Judge) -> list[tuple[str, str]]:
+    """(principle name, comparison question) pairs: the constitution's, or the default question."""
+    if judge.constitution_id:
+        principles = list(judge.constitution.principles.all())
+        if principles:
+            return [(p.name, p.comparison_question) for p in principles]
+    return [("", DEFAULT_QUESTION)]
+
+
+def _principles_for(judge: Judge, item: PairItem, questions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    if judge.principle_use == Judge.PrincipleUse.ALL or len(questions) == 1:
+        return questions
+    # Sampled, but reproducibly: the same judge version picks the same principle for an item.
+    digest = hashlib.sha256(f"{judge.pk}:{judge.template_version}:{item.pk}".encode()).digest()
+    return [questions[int.from_bytes(digest[:4], "big") % len(questions)]]
+
+
+def _usage(backend: Backend) -> tuple[int, int]:
+    usage = getattr(backend, "usage", None)
+    return (usage.prompt_tokens, usage.completion_tokens) if usage is not None else (0, 0)
+
+
 def items_judge(*, judge: Judge, items: Sequence[PairItem], run: JudgeRun | None = None,
                 backend: Backend | None = None) -> list[AIJudgment]:
-    """Judge a batch of pairs and store one judgment per (judge version, item); idempotent."""
+    """Judge a batch of pairs and store one judgment per (judge version, item); idempotent.
+
+    Every prompt of the batch (each item x principle x order) goes to the backend in one call.
+    """
     backend = backend or endpoint_backend(endpoint=judge.endpoint)
+    questions = judge_questions(judge=judge)
     both = judge.debiasing != Judge.Debiasing.NONE
-    prompts = []
+    pointwise = judge.mode == Judge.Mode.POINTWISE
+    plan = []  # per item: (principle names, [(prompt index AB, prompt index BA | None)])
+    prompts: list[list[dict]] = []
     for item in items:
         conv, a, b = item.prompt.messages, item.completion_a.text, item.completion_b.text
-        prompts.append(judge_prompt(template=judge.template, conversation=conv, first=a, second=b))
-        if both:
-            prompts.append(judge_prompt(template=judge.template, conversation=conv, first=b, second=a))
-    results = judge_orders(judge=judge, backend=backend, conversations=prompts)
-    step = 2 if both else 1
+        chosen = _principles_for(judge, item, questions)
+        slots = []
+        for _, question in chosen:
+            if pointwise:
+                prompts.append(judge_prompt(template=judge.template, conversation=conv, first=a, question=question))
+                prompts.append(judge_prompt(template=judge.template, conversation=conv, first=b, question=question))
+                slots.append((len(prompts) - 2, len(prompts) - 1))
+                continue
+            prompts.append(judge_prompt(template=judge.template, conversation=conv, first=a, second=b,
+                                        question=question))
+            ab = len(prompts) - 1
+            ba = None
+            if both:
+                prompts.append(judge_prompt(template=judge.template, conversation=conv, first=b, second=a,
+                                            question=question))
+                ba = len(prompts) - 1
+            slots.append((ab, ba))
+        plan.append(([name for name, _ in chosen if name], slots))
+    tokens_before = _usage(backend)
+    if pointwise:
+        scores = judge_scores(judge=judge, backend=backend, conversations=prompts)
+    else:
+        results = judge_prompts(judge=judge, backend=backend, conversations=prompts)
+    tokens_after = _usage(backend)
+    prompt_tokens = (tokens_after[0] - tokens_before[0]) // max(len(items), 1)
+    completion_tokens = (tokens_after[1] - tokens_before[1]) // max(len(items), 1)
+    price = judge.endpoint
+    cost = (prompt_tokens * price.cost_per_million_input + completion_tokens * price.cost_per_million_output) / 1e6
+    constitution_version = judge.constitution.version if judge.constitution_id else None
     stored = []
     with transaction.atomic():
-        for i, item in enumerate(items):
-            ab = results[i * step]
-            ba = results[i * step + 1] if both else None
-            prob_a_ba = (1.0 - ba.prob_first) if ba else None  # B was shown first: map back to A
-            verdict, probability = judgment_combine(debiasing=judge.debiasing, prob_a_ab=ab.prob_first,
-                                                    prob_a_ba=prob_a_ba)
+        for item, (principles, slots) in zip(items, plan, strict=True):
+            fields: dict = {"run": run, "constitution_version": constitution_version, "principles": principles,
+                            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost": cost}
+            if pointwise:
+                score_a = sum(scores[i][0] for i, _ in slots) / len(slots)
+                score_b = sum(scores[j][0] for _, j in slots) / len(slots)
+                probability = 1 / (1 + math.exp(-(score_a - score_b)))
+                fields.update(score_a=score_a, score_b=score_b, prob_a_ab=probability, verdict_ab=_verdict(probability),
+                              verdict=_verdict(probability), probability=probability,
+                              raw_ab="\n====\n".join(scores[i][1] + "\n~~~~\n" + scores[j][1] for i, j in slots))
+            else:
+                prob_a_ab = sum(results[i].prob_first for i, _ in slots) / len(slots)
+                prob_a_ba = (sum(1.0 - results[j].prob_first for _, j in slots) / len(slots)) if both else None
+                verdict, probability = judgment_combine(debiasing=judge.debiasing, prob_a_ab=prob_a_ab,
+                                                        prob_a_ba=prob_a_ba)
+                # Votes about the stored A and B: "first" in the BA order is B.
+                votes = [{"first": "A", "second": "B"}.get(v, "none") for i, _ in slots for v in results[i].votes]
+                if both:
+                    votes += [{"first": "B", "second": "A"}.get(v, "none") for _, j in slots for v in results[j].votes]
+                fields.update(
+                    verdict_ab=_verdict(prob_a_ab), verdict_ba=_verdict(prob_a_ba) if prob_a_ba is not None else "",
+                    prob_a_ab=prob_a_ab, prob_a_ba=prob_a_ba, verdict=verdict, probability=probability, votes=votes,
+                    vote_share=(sum(v == verdict for v in votes) / len(votes)) if votes else None,
+                    raw_ab="\n====\n".join(results[i].raw for i, _ in slots)[:20000],
+                    raw_ba="\n====\n".join(results[j].raw for _, j in slots if j is not None)[:20000])
             judgment, _ = AIJudgment.objects.get_or_create(
-                judge=judge, template_version=judge.template_version, item=item,
-                defaults={
-                    "run": run, "verdict_ab": _verdict(ab.prob_first),
-                    "verdict_ba": _verdict(prob_a_ba) if prob_a_ba is not None else "",
-                    "prob_a_ab": ab.prob_first, "prob_a_ba": prob_a_ba, "verdict": verdict,
-                    "probability": probability, "raw_ab": ab.raw, "raw_ba": ba.raw if ba else "",
-                },
-            )
+                judge=judge, template_version=judge.template_version, item=item, defaults=fields)
             stored.append(judgment)
     return stored
 
@@ -158,32 +279,50 @@ def judge_run_create(*, judge: Judge, project: Project, start: bool = True) -> J
     return run
 
 
-def judge_run_execute(*, run_id: int, batch_size: int = 8) -> JudgeRun:
-    """Judge every pair of the run's project that this judge version has not judged yet.
+def judge_run_execute(*, run_id: int, batch_size: int = 8, chunk_size: int | None = None) -> JudgeRun:
+    """Judge pairs of the run's project that this judge version has not judged yet.
 
-    Resumable: what is already judged is skipped, so a re-delivered task only finishes the rest.
+    With ``chunk_size``, stop after that many pairs (the task then queues the next chunk, so a
+    killed worker loses one chunk at most and long runs interleave with other work). Resumable
+    and idempotent: what is judged is skipped. A cancelled run stops at the next batch.
     """
     with transaction.atomic():
-        run = JudgeRun.objects.select_for_update().select_related("judge__endpoint", "project").get(pk=run_id)
-        if run.status == JudgeRun.Status.DONE:
+        run = JudgeRun.objects.select_for_update().select_related("judge__endpoint", "judge__constitution",
+                                                                  "project").get(pk=run_id)
+        if run.status in (JudgeRun.Status.DONE, JudgeRun.Status.CANCELLED):
             return run
         run.status, run.error = JudgeRun.Status.RUNNING, ""
         run.save(update_fields=["status", "error"])
     judge = run.judge
     with job_failure_recorded(run):
-        items = pair_items_for_project(project=run.project)
-        judged = set(AIJudgment.objects.filter(judge=judge, template_version=judge.template_version,
-                                               item__project=run.project).values_list("item_id", flat=True))
-        todo = [item for item in items if item.pk not in judged]
-        run.total, run.progress = len(judged) + len(todo), len(judged)
+        judged = AIJudgment.objects.filter(judge=judge, template_version=judge.template_version, item=OuterRef("pk"))
+        pending = pair_items_for_project(project=run.project).exclude(Exists(judged)).order_by("id")
+        done_count = AIJudgment.objects.filter(judge=judge, template_version=judge.template_version,
+                                               item__project=run.project).count()
+        remaining = pending.count()
+        run.total, run.progress = done_count + remaining, done_count
         run.save(update_fields=["total", "progress"])
+        todo = list(pending[:chunk_size] if chunk_size else pending)
         backend = endpoint_backend(endpoint=judge.endpoint)
         for start in range(0, len(todo), batch_size):
+            if JudgeRun.objects.filter(pk=run.pk, status=JudgeRun.Status.CANCELLED).exists():
+                run.status = JudgeRun.Status.CANCELLED
+                return run
             batch = todo[start : start + batch_size]
             items_judge(judge=judge, items=batch, run=run, backend=backend)
             run.progress += len(batch)
-            run.save(update_fields=["progress"])
+            JudgeRun.objects.filter(pk=run.pk).update(progress=run.progress)
+        if len(todo) < remaining:
+            return run  # more to do: the caller queues the next chunk
         if run.project.prioritize_disagreements:
             disputed_items_prioritize(project=run.project)
         job_done(run)
+    return run
+
+
+def judge_run_cancel(*, run: JudgeRun) -> JudgeRun:
+    """Stop a queued or running run at its next batch; what it judged is kept."""
+    JudgeRun.objects.filter(pk=run.pk, status__in=[JudgeRun.Status.QUEUED, JudgeRun.Status.RUNNING]).update(
+        status=JudgeRun.Status.CANCELLED, finished_at=timezone.now())
+    run.refresh_from_db()
     return run
