@@ -1,11 +1,40 @@
 from django.contrib import admin
 
-from judges.models import AIJudgment, Judge, JudgeRun
+from judges.models import AIJudgment, Constitution, Judge, JudgeRun, Principle
+from judges.services import constitution_touch, judge_version_bump_if_changed
+
+
+class PrincipleInline(admin.StackedInline):
+    model = Principle
+    extra = 1
+
+
+@admin.register(Constitution)
+class ConstitutionAdmin(admin.ModelAdmin):
+    """Saving a change to the principles raises the constitution's version."""
+
+    list_display = ["name", "version", "updated_at"]
+    readonly_fields = ["version"]
+    inlines = [PrincipleInline]
+
+    def save_related(self, request, form, formsets, change):
+        changed = any(f.has_changed() for f in formsets)
+        super().save_related(request, form, formsets, change)
+        if change and changed:
+            constitution_touch(constitution=form.instance)
 
 
 @admin.register(Judge)
 class JudgeAdmin(admin.ModelAdmin):
-    list_display = ["name", "endpoint", "debiasing", "verdict_method", "template_version"]
+    """Changing what the judge does raises its template version: new judgments, old ones kept."""
+
+    list_display = ["name", "endpoint", "mode", "debiasing", "verdict_method", "votes", "template_version"]
+    readonly_fields = ["template_version"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            judge_version_bump_if_changed(judge=obj)
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(JudgeRun)
@@ -16,6 +45,6 @@ class JudgeRunAdmin(admin.ModelAdmin):
 
 @admin.register(AIJudgment)
 class AIJudgmentAdmin(admin.ModelAdmin):
-    list_display = ["id", "judge", "item_id", "verdict_ab", "verdict_ba", "verdict", "probability"]
+    list_display = ["id", "judge", "item_id", "verdict_ab", "verdict_ba", "verdict", "probability", "vote_share"]
     list_filter = ["judge", "verdict"]
     raw_id_fields = ["item", "run"]

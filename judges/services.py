@@ -326,3 +326,22 @@ def judge_run_cancel(*, run: JudgeRun) -> JudgeRun:
         status=JudgeRun.Status.CANCELLED, finished_at=timezone.now())
     run.refresh_from_db()
     return run
+
+
+def judge_version_bump_if_changed(*, judge: Judge) -> bool:
+    """Raise the template version (before saving ``judge``) when what it does has changed."""
+    if judge.pk is None:
+        return False
+    stored = Judge.objects.filter(pk=judge.pk).values(*Judge.VERSIONED_FIELDS).first()
+    if stored and any(stored[f] != getattr(judge, f) for f in Judge.VERSIONED_FIELDS):
+        judge.template_version += 1
+        return True
+    return False
+
+
+def constitution_touch(*, constitution) -> None:
+    """A constitution's principles changed: new version, and every judge using it re-judges."""
+    from django.db.models import F
+
+    type(constitution).objects.filter(pk=constitution.pk).update(version=F("version") + 1)
+    Judge.objects.filter(constitution=constitution).update(template_version=F("template_version") + 1)

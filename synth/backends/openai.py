@@ -37,6 +37,23 @@ class EndpointError(RuntimeError):
     """The server refused or kept failing; the message never contains the API key."""
 
 
+class Secret:
+    """A value that never appears in a repr, a log line or a traceback's locals dump."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+    def reveal(self) -> str:
+        return self._value
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001
         raise EndpointError(f"the endpoint answered with a redirect ({code}); redirects are not followed")
@@ -89,7 +106,7 @@ class OpenAIBackend:
         self.name = model
         self.base_url = base_url.rstrip("/")
         self.model = model
-        self.__api_key = api_key  # name-mangled: not in vars() dumps or reprs
+        self._api_key = Secret(api_key)
         self.timeout = timeout
         self.max_concurrency = max(1, max_concurrency)
         self.limiter = RateLimiter(requests_per_minute)
@@ -108,8 +125,8 @@ class OpenAIBackend:
     def _post(self, body: dict) -> dict:
         url = f"{self.base_url}/chat/completions"
         headers = {"Content-Type": "application/json"}
-        if self.__api_key:
-            headers["Authorization"] = f"Bearer {self.__api_key}"
+        if self._api_key.reveal():
+            headers["Authorization"] = f"Bearer {self._api_key.reveal()}"
         payload = json.dumps(body).encode()
         for attempt in range(self.max_retries + 1):
             self.limiter.wait()
