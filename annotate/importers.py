@@ -19,7 +19,6 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,6 +108,12 @@ def hh_transcript_split(text: str) -> list[dict[str, str]]:
     return [{"role": roles[parts[i]], "content": parts[i + 1].strip()} for i in range(1, len(parts), 2)]
 
 
+def _conversation(value: object, field_name: str = "prompt") -> list[dict[str, str]]:
+    if isinstance(value, str):  # the common case, without conversation_validate's loop
+        return [{"role": "user", "content": text_clean(value)}]
+    return conversation_validate(value, field=field_name)
+
+
 def _reply_text(value: object, field_name: str) -> str:
     if isinstance(value, str):
         return text_clean(value)
@@ -159,7 +164,7 @@ def _pairs_row(row: dict) -> ParsedPair:
     if not isinstance(metadata, dict):
         raise ValueError("metadata: expected an object")
     return ParsedPair(
-        conversation_validate(row["prompt"]),
+        _conversation(row["prompt"]),
         _reply_text(row["response_a"], "response_a"),
         _reply_text(row["response_b"], "response_b"),
         _model_name(row.get("model_a"), "model_a"),
@@ -171,7 +176,7 @@ def _pairs_row(row: dict) -> ParsedPair:
 def _trl_row(row: dict) -> ParsedPair:
     _require(row, ("chosen", "rejected"))
     if "prompt" in row:
-        prompt = conversation_validate(row["prompt"])
+        prompt = _conversation(row["prompt"])
         chosen = _reply_text(row["chosen"], "chosen")
         rejected = _reply_text(row["rejected"], "rejected")
         return _preference_pair(prompt, chosen, rejected, f"{prompt[-1]['content']}\x00{chosen}\x00{rejected}")
@@ -500,7 +505,7 @@ def _read_csv(path: str | Path, name: str, counter: _Counter, field_map: Mapping
                         if not cells[index[column]].strip():
                             raise ValueError(f"{column}: empty")
                     pair = ParsedPair(
-                        conversation_validate(cells[index["prompt"]]),
+                        _conversation(cells[index["prompt"]]),
                         text_clean(cells[index["response_a"]]), text_clean(cells[index["response_b"]]),
                         _model_name(cells[index["model_a"]], "model_a") if "model_a" in index else "",
                         _model_name(cells[index["model_b"]], "model_b") if "model_b" in index else "",
@@ -591,8 +596,6 @@ def _encoding_error(chunk: list[ParsedPair], *, name: str, task: bool) -> Import
 class _BulkCreateWriter:
     """Any backend that returns primary keys from bulk inserts (SQLite here)."""
 
-    threaded = False
-
     def __init__(self, *, project: Project, source: str) -> None:
         self.project, self.source = project, source
 
@@ -621,10 +624,10 @@ class _CopyTable:
     what the ORM would store (its default, now() for auto_now(_add), NULL), except those left to a
     database default. Built from the model's fields, so a field added later needs no change here.
 
-    Binary, because the server then parses nothing, and because two things can be encoded once: the
-    constant columns are dumped to their binary form here and sent as raw bytes (declared bytea to
-    psycopg, which passes bytes through), and a JSON column is sent as text with jsonb's version byte
-    in front, so each value is encoded by one call to the C JSON encoder.
+    Binary, because the server has less to parse and the client less to escape, and because it lets
+    two things be encoded once: the constant columns are dumped to their binary form here and sent as
+    raw bytes (declared bytea to psycopg, which passes bytes through), and a JSON value is sent as text
+    behind jsonb's version byte, encoded by one call to the C JSON encoder.
     """
 
     def __init__(self, raw: Any, model: type[Model], columns: tuple[str, ...], now: object) -> None:
@@ -638,8 +641,7 @@ class _CopyTable:
             oids = dict(cursor.fetchall())
             cursor.execute("SELECT pg_get_serial_sequence(%s, %s)", [table, model._meta.pk.column])
             (self.sequence,) = cursor.fetchone()
-            # Django declares foreign keys DEFERRABLE INITIALLY DEFERRED: checked at commit, the checks
-            # of a large import would pile up in the server's memory and all run after the last chunk.
+            # Django declares foreign keys DEFERRABLE INITIALLY DEFERRED (checked at commit).
             cursor.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'f' "
                            "AND condeferrable AND condeferred", [table])
             self.deferred_constraints = [qn(name) for (name,) in cursor.fetchall()]
@@ -686,13 +688,10 @@ class _PostgresCopyWriter:
     """Binary COPY, with ids taken first from each table's sequence, so prompts, completions and items
     can reference each other (safe alongside other writers: every nextval is unique).
 
-    ``write`` may run in another thread than the one that opened the transaction: it uses the psycopg
-    connection itself (Django's ``connection`` is per thread), never at the same time as that thread.
-    The foreign keys are checked at the end of each COPY (SET CONSTRAINTS ... IMMEDIATE), so the server
-    checks one chunk while the next is parsed, and its queue of pending checks stays small.
+    The foreign keys are checked at the end of each COPY (SET CONSTRAINTS ... IMMEDIATE) rather than
+    at commit: the server's queue of pending checks (7 a pair) stays one chunk long instead of growing
+    with the file, and a violation is reported by the chunk that caused it.
     """
-
-    threaded = True
 
     def __init__(self, *, project: Project, source: str) -> None:
         self.project_id, self.source = project.pk, source
@@ -716,11 +715,16 @@ class _PostgresCopyWriter:
                 cursor.execute(f"SET CONSTRAINTS {self.constraints} DEFERRED")
 
     def write(self, chunk: list[ParsedPair]) -> None:
+        from psycopg.types.string import BytesBinaryDumper
+
         n, source, project_id, dumps = len(chunk), self.source, self.project_id, _json_dumps
         messages_prefix = self.prompts.json_prefix["messages"]
         metadata_prefix = self.prompts.json_prefix["metadata"]
         empty_metadata = metadata_prefix + "{}"
         with self.raw.cursor() as cursor:
+            # The constant columns are declared bytea: pass their bytes through with psycopg's C dumper
+            # (the default one for bytea, which also unwraps dbapi20.Binary, is Python code).
+            cursor.adapters.register_dumper(bytes, BytesBinaryDumper)
             cursor.execute(
                 "SELECT ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s)), "
                 "ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s)), "
@@ -759,12 +763,13 @@ def items_import(*, project: Project, path: str | Path, fmt: str = "auto", displ
                  field_map: Mapping[str, str] | None = None) -> ImportResult:
     """Import a file of pairs into ``project``: all of it or, on any error, none of it.
 
-    The file is read and stored ``chunk_size`` pairs at a time (at most two chunks in memory), all in
-    one transaction. ``progress(rows)`` is called after each stored chunk, from the calling thread, with
-    the records stored so far (lines, CSV records, tasks or trees: the unit of ``ImportResult.rows``);
-    it runs inside the import's transaction, so what it writes through Django's default connection is
-    seen by others only at commit (and rolled back with the import). ``field_map`` names the source
-    keys of ``prompt`` / ``response_a`` / ``response_b`` where they vary (Label Studio data, CSV header).
+    The file is read and stored ``chunk_size`` pairs at a time (one chunk in memory), all in one
+    transaction. ``progress(rows)`` is called after each stored chunk with the records stored so far
+    (lines, CSV records, tasks or trees: the unit of ``ImportResult.rows``). It runs inside the import's
+    transaction: what it writes through Django's default connection is seen by others only at commit
+    (and rolled back with the import); an exception from it cancels the import. ``field_map`` names
+    the source keys of ``prompt`` / ``response_a`` / ``response_b`` where they vary (Label Studio data,
+    CSV header).
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
@@ -775,42 +780,22 @@ def items_import(*, project: Project, path: str | Path, fmt: str = "auto", displ
     chunks = _chunks(parse_file(path, fmt, display_name=name, field_map=field_map, _counter=counter),
                      chunk_size, counter)
     writer_class = _PostgresCopyWriter if connection.vendor == "postgresql" else _BulkCreateWriter
-    stored = _Counter()
-
-    def write(chunk: list[ParsedPair]) -> None:
-        try:
-            writer.write(chunk)
-        except UnicodeEncodeError:
-            error = _encoding_error(chunk, name=name, task=fmt == "label-studio")
-            if error is None:
-                raise
-            raise error from None
-        stored.rows += len(chunk)
-
+    items = 0
     with transaction.atomic():
         writer = writer_class(project=project, source=name[:_SOURCE_MAX])
-        if writer.threaded:
-            # One writer thread: the database stores chunk k while this thread parses chunk k + 1. The
-            # executor waits for a running write before any error leaves this block (and rolls back).
-            def finish(pending: tuple[Future, int] | None) -> None:
-                if pending is not None:
-                    with connection.wrap_database_errors:  # psycopg's errors as Django's, as the ORM raises them
-                        pending[0].result()
-                    if progress is not None:
-                        progress(pending[1])  # the writer is idle: the callback may use the connection
-
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="items-import") as pool:
-                pending: tuple[Future, int] | None = None
-                for chunk, rows in chunks:
-                    finish(pending)
-                    pending = (pool.submit(write, chunk), rows)
-                finish(pending)
-        else:
-            for chunk, rows in chunks:
-                write(chunk)
-                if progress is not None:
-                    progress(rows)
+        for chunk, rows in chunks:
+            try:
+                with connection.wrap_database_errors:  # psycopg's errors from COPY as Django's, as the ORM raises
+                    writer.write(chunk)
+            except UnicodeEncodeError:
+                error = _encoding_error(chunk, name=name, task=fmt == "label-studio")
+                if error is None:
+                    raise
+                raise error from None
+            items += len(chunk)
+            if progress is not None:
+                progress(rows)
         if counter.rows == 0:
             raise ImportError_(path=name, line=0, field="(file)", message="the file has no rows")
         writer.close()
-    return ImportResult(format=fmt, rows=counter.rows, items=stored.rows)
+    return ImportResult(format=fmt, rows=counter.rows, items=items)

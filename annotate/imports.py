@@ -60,7 +60,7 @@ def import_job_run(*, job_id: int) -> ImportJob:
     """Import the job's file. Idempotent: a finished job is left alone; an interrupted one is
     retried from the start, which is safe because an import that did not finish stored nothing."""
     with transaction.atomic():
-        job = ImportJob.objects.select_for_update().select_related("project").get(pk=job_id)
+        job = ImportJob.objects.select_for_update(of=("self",)).select_related("project").get(pk=job_id)
         if job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED):
             return job
         job.status, job.error = ImportJob.Status.RUNNING, ""

@@ -21,6 +21,8 @@ class Project(models.Model):
                                 help_text='Optional per-criterion verdicts, e.g. ["helpfulness", "harmlessness"].')
     gold_rate = models.FloatField(default=0.0, help_text="Share of served items that are gold (honeypot) items.")
     lease_minutes = models.PositiveIntegerField(default=30, help_text="An unanswered item returns after this long.")
+    annotator_hourly_rate = models.FloatField(
+        default=15.0, help_text="What an annotator hour costs, to compare human and AI labels per label.")
     prioritize_disagreements = models.BooleanField(
         default=False, help_text="Serve first the pairs whose AI judgments disagree or flip with the order.")
     members = models.ManyToManyField(

@@ -287,8 +287,9 @@ def judge_run_execute(*, run_id: int, batch_size: int = 8, chunk_size: int | Non
     and idempotent: what is judged is skipped. A cancelled run stops at the next batch.
     """
     with transaction.atomic():
-        run = JudgeRun.objects.select_for_update().select_related("judge__endpoint", "judge__constitution",
-                                                                  "project").get(pk=run_id)
+        # of=self: the constitution is a nullable join, which PostgreSQL will not lock.
+        run = (JudgeRun.objects.select_for_update(of=("self",))
+               .select_related("judge__endpoint", "judge__constitution", "project").get(pk=run_id))
         if run.status in (JudgeRun.Status.DONE, JudgeRun.Status.CANCELLED):
             return run
         run.status, run.error = JudgeRun.Status.RUNNING, ""

@@ -141,7 +141,7 @@ def synthesis_job_run(*, job_id: int) -> SynthesisJob:
     finished job is left alone, so a re-delivered task does no work twice.
     """
     with transaction.atomic():
-        job = SynthesisJob.objects.select_for_update().select_related("endpoint", "project").get(pk=job_id)
+        job = SynthesisJob.objects.select_for_update(of=("self",)).select_related("endpoint", "project").get(pk=job_id)
         if job.status == SynthesisJob.Status.DONE:
             return job
         job.status, job.started_at, job.error = SynthesisJob.Status.RUNNING, timezone.now(), ""

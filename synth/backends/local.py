@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
+from dataclasses import dataclass
 
 from annotate.text import text_clean
 from synth.backends.base import Conversation, Sampling
@@ -23,6 +25,19 @@ class TransformersBackend:
         self.model.eval()
         # One model per process is shared by threads; generate is not re-entrant on one model.
         self._lock = threading.Lock()
+        # transformers 5 renamed `past_key_values` to `cache` (the old name goes in 5.40).
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
+        # Prefix sharing copies rows of a plain KV cache; sliding-window or recurrent layers keep other state.
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        self._cache_class = DynamicCache
+        self._shares_prefix = all(type(layer) is DynamicLayer
+                                  for layer in DynamicCache(config=self.model.config).layers)
+        # What the last single-token `score` call computed: tokens in the prompts, tokens through the
+        # model, padding positions and forward passes (for benchmarks and tests).
+        self.last_score_stats: dict[str, int] = {}
 
     def _prompt_ids(self, conversation: Conversation) -> list[int]:
         text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
@@ -53,30 +68,23 @@ class TransformersBackend:
         return [outputs[i : i + sampling.n] for i in range(0, len(outputs), sampling.n)]
 
     def score(self, conversations: list[Conversation], candidates: list[list[str]], *,
-              batch_size: int = 8) -> list[list[float]]:
+              batch_size: int = 8, share_prefix: bool = True) -> list[list[float]]:
         """Summed log-probabilities of candidate replies.
 
-        When every candidate is a single token (the usual "A" / "B" verdict), one forward pass
-        over the prompt scores all of them: the prompt is shared, not repeated per candidate.
+        When every candidate is a single token (the usual "A" / "B" verdict), only the distribution after
+        the prompt is needed: one forward over each prompt scores all its candidates, and prompts that
+        start alike (the two presentation orders of a judged pair) compute their common prefix once
+        (see `_next_token_logprobs`; `share_prefix=False` runs each prompt whole).
         """
         torch = self.torch
         prompts = [self._prompt_ids(c) for c in conversations]
         cand_ids = [[self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in cs] for cs in candidates]
         single = all(len(ids) == 1 for cs in cand_ids for ids in cs)
         pad = self.tokenizer.pad_token_id
-        results: list[list[float]] = []
         with self._lock, torch.inference_mode():
             if single:
-                for start in range(0, len(prompts), batch_size):
-                    batch = prompts[start : start + batch_size]
-                    width = max(len(p) for p in batch)
-                    ids = torch.tensor([[pad] * (width - len(p)) + p for p in batch], device=self.device)
-                    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in batch], device=self.device)
-                    logits = self.model(input_ids=ids, attention_mask=mask).logits[:, -1, :].float()
-                    logprobs = torch.log_softmax(logits, dim=-1)
-                    for row, cs in zip(logprobs, cand_ids[start : start + batch_size], strict=True):
-                        results.append([row[ids_[0]].item() for ids_ in cs])
-                return results
+                wanted = [[ids[0] for ids in cs] for cs in cand_ids]
+                return self._next_token_logprobs(prompts, wanted, batch_size=batch_size, share_prefix=share_prefix)
             flat = [(i, p + c, len(p)) for i, (p, cs) in enumerate(zip(prompts, cand_ids, strict=True)) for c in cs]
             scores: list[float] = []
             for start in range(0, len(flat), batch_size):
@@ -91,3 +99,155 @@ class TransformersBackend:
                     scores.append(row[plen - 1 : len(seq) - 1].gather(1, targets[:, None]).sum().item())
             it = iter(scores)
             return [[next(it) for _ in cs] for cs in cand_ids]
+
+    def _next_token_logprobs(self, prompts: list[list[int]], wanted: list[list[int]], *, batch_size: int,
+                             share_prefix: bool) -> list[list[float]]:
+        """log p(token | prompt) for the wanted tokens after each prompt.
+
+        1. Plan (`prefix_plan`): a prefix common to all prompts (chat template, judge instructions), computed
+           once; groups of prompts sharing a longer prefix (a pair's conversation, before the two orders
+           diverge), computed once per group; then each prompt's own suffix on top of its group's KV cache.
+        2. Order the groups by suffix length and run them in chunks of at most `batch_size` prompts, so rows
+           of one forward have similar lengths (less padding).
+        3. Only each row's last real position goes through the LM head (`logits_to_keep`): projecting every
+           position onto the vocabulary costs a fifth of a small model's compute and most of its memory.
+
+        Rows are right-padded, so padding can sit inside a row (after a short group prefix, before the
+        suffix): the attention mask masks those positions and the position ids are given explicitly, so every
+        real token sees the same keys at the same positions as in its prompt alone. No padded row is
+        masked entirely (softmax over nothing), since every row starts with a real token.
+        """
+        lengths = [len(p) for p in prompts]
+        stats = {"prompts": len(prompts), "prompt_tokens": sum(lengths), "computed_tokens": 0,
+                 "padded_tokens": 0, "forwards": 0}
+        self.last_score_stats = stats
+        results: list[list[float]] = [[] for _ in prompts]
+        if not prompts:
+            return results
+        common, groups = prefix_plan(prompts, max_group=max(batch_size, 1))
+        if (not share_prefix or not self._shares_prefix or min(lengths) < 2
+                or (common == 0 and all(len(g.members) == 1 for g in groups))):
+            # Plain: whole prompts, shortest first, one row each.
+            order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+            for start in range(0, len(order), batch_size):
+                rows = order[start : start + batch_size]
+                _, _, logprobs = self._rows_forward([prompts[i] for i in rows], stats=stats, keep_cache=False)
+                for i, row in zip(rows, logprobs, strict=True):
+                    results[i] = row[wanted[i]].tolist()
+            return results
+        common_cache, common_mask = None, None
+        if common:
+            common_cache, common_mask, _ = self._rows_forward([prompts[0][:common]], stats=stats)
+        groups.sort(key=lambda g: (max(lengths[i] for i in g.members) - g.shared, g.shared))
+        chunks: list[list[PrefixGroup]] = []
+        for group in groups:
+            if chunks and sum(len(g.members) for g in chunks[-1]) + len(group.members) <= batch_size:
+                chunks[-1].append(group)
+            else:
+                chunks.append([group])
+        for chunk in chunks:
+            # The group prefixes, on top of the common prefix.
+            cache, mask = None, None
+            if common_cache is not None:
+                cache = self._cache_rows(common_cache, [0] * len(chunk))
+                mask = common_mask.expand(len(chunk), -1)
+            cache, mask, _ = self._rows_forward([prompts[g.members[0]][common : g.shared] for g in chunk],
+                                                cache=cache, past_mask=mask, stats=stats)
+            # Each prompt's suffix, on top of its group's rows of the cache.
+            owner = [k for k, g in enumerate(chunk) for _ in g.members]
+            members = [i for g in chunk for i in g.members]
+            shared = [g.shared for g in chunk for _ in g.members]
+            _, _, logprobs = self._rows_forward([prompts[i][s:] for i, s in zip(members, shared, strict=True)],
+                                                cache=self._cache_rows(cache, owner), past_mask=mask[owner],
+                                                stats=stats, keep_cache=False)
+            for i, row in zip(members, logprobs, strict=True):
+                results[i] = row[wanted[i]].tolist()
+        return results
+
+    def _rows_forward(self, rows: list[list[int]], *, cache=None, past_mask=None, stats: dict[str, int],
+                      keep_cache: bool = True):
+        """One forward of right-padded rows of tokens, each after its row of `cache` (if any).
+
+        Returns the extended cache, the attention mask over cache and rows, and the log-softmax at each
+        row's last real token.
+        """
+        torch = self.torch
+        pad = self.tokenizer.pad_token_id
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
+        new_mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
+        mask = new_mask if past_mask is None else torch.cat([past_mask, new_mask], dim=1)
+        # The position of a token in its unpadded prompt: the number of real tokens before it.
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)[:, -width:]
+        last = torch.tensor([[len(r) - 1] for r in rows], device=self.device)
+        if keep_cache and cache is None:
+            cache = self._cache_class()
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=keep_cache,
+                         logits_to_keep=last, **{self._cache_kwarg: cache})
+        stats["computed_tokens"] += sum(len(r) for r in rows)
+        stats["padded_tokens"] += width * len(rows) - sum(len(r) for r in rows)
+        stats["forwards"] += 1
+        return cache, mask, torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+
+    def _cache_rows(self, cache, rows: list[int]):
+        """A new KV cache made of the given batch rows of `cache` (which is left as it was: a forward
+        extends the cache it is given)."""
+        index = self.torch.tensor(rows, device=self.device)
+        return self._cache_class([(layer.keys[index], layer.values[index]) for layer in cache.layers])
+
+
+@dataclass
+class PrefixGroup:
+    members: list[int]  # indices of prompts
+    shared: int  # length of the prefix all members share, computed once for the group
+
+
+def _common_length(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+def prefix_plan(prompts: list[list[int]], *, max_group: int, min_common: int = 8) -> tuple[int, list[PrefixGroup]]:
+    """How to share prefix computation among prompts: (common, groups).
+
+    `common` tokens start every prompt and are computed once (0 when fewer than `min_common`). Each group
+    then computes its `shared` prefix once and each member its own suffix, which is never empty (its last
+    token gives the next-token distribution); `shared > common` always, so no group has an empty segment.
+
+    Sorted lexicographically, prompts that share a prefix are neighbours and a group's shared prefix is
+    the smallest common prefix of neighbours inside it; a dynamic programme over the sorted order picks
+    the contiguous groups (at most `max_group` members) that minimize the tokens computed.
+    """
+    order = sorted(range(len(prompts)), key=lambda i: prompts[i])
+    seqs = [prompts[i] for i in order]
+    lengths = [len(s) for s in seqs]
+    neighbours = [_common_length(a, b) for a, b in zip(seqs, seqs[1:], strict=False)]
+    # One token less than possible, so that every group keeps at least one token of its own.
+    common = min([*neighbours, min(lengths) - 1]) - 1
+    if common < min_common:
+        common = 0
+    n = len(seqs)
+    best = [0] + [float("inf")] * n  # best[j]: fewest tokens to compute for seqs[:j]
+    choice = [(0, 0)] * (n + 1)  # (start, shared) of the last group in that optimum
+    for j in range(1, n + 1):
+        shared, total = lengths[j - 1] - 1, 0
+        for i in range(j - 1, max(0, j - max_group) - 1, -1):
+            total += lengths[i]
+            if i < j - 1:
+                shared = min(shared, neighbours[i], lengths[i] - 1)
+                if shared <= common:
+                    break
+            cost = best[i] + (shared - common) + (total - (j - i) * shared)
+            if cost < best[j]:
+                best[j], choice[j] = cost, (i, shared)
+    groups = []
+    j = n
+    while j > 0:
+        i, shared = choice[j]
+        groups.append(PrefixGroup(members=[order[k] for k in range(i, j)], shared=shared))
+        j = i
+    groups.reverse()
+    return common, groups

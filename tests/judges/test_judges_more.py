@@ -55,7 +55,8 @@ def pairs():
     for i in range(6):
         prompt = PromptFactory(project=project)
         a, b = ("good answer", "poor answer") if i % 2 == 0 else ("poor answer", "good answer")
-        items.append(PairItemFactory(project=project, prompt=prompt, completion_a=CompletionFactory(prompt=prompt, text=a),
+        items.append(PairItemFactory(project=project, prompt=prompt,
+                                     completion_a=CompletionFactory(prompt=prompt, text=a),
                                      completion_b=CompletionFactory(prompt=prompt, text=b)))
     return project, items
 

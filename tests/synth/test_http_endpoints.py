@@ -82,8 +82,8 @@ def test_the_api_key_never_shows(endpoint, server, client, caplog, django_captur
     # ...but no page, form, API answer, log line or task message carries it.
     admin = UserFactory(username="root", is_staff=True, is_superuser=True)
     client.force_login(admin)
-    for url in (reverse("admin:synth_modelendpoint_change", args=[ep.pk]), reverse("admin:synth_modelendpoint_changelist"),
-                reverse("admin:synth_cachedresponse_changelist")):
+    for url in (reverse("admin:synth_modelendpoint_change", args=[ep.pk]),
+                reverse("admin:synth_modelendpoint_changelist"), reverse("admin:synth_cachedresponse_changelist")):
         assert CANARY not in client.get(url).content.decode(), url
     assert CANARY not in caplog.text
     from annotate.services import project_create

@@ -5,7 +5,7 @@ from annotate.models import Project
 
 
 class Command(BaseCommand):
-    help = "Import pair items from a JSONL file into a project, all or nothing. Formats: " + "; ".join(
+    help = "Import pair items from a file (JSONL, CSV or JSON) into a project, all or nothing. Formats: " + "; ".join(
         f"{k} ({v})" for k, v in FORMATS.items())
 
     def add_arguments(self, parser):
