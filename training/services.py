@@ -140,7 +140,8 @@ def training_job_run(*, job_id: int) -> TrainingJob:
     Idempotent: a finished job is left alone; a job found running (its worker died) starts over.
     """
     with transaction.atomic():
-        job = TrainingJob.objects.select_for_update(of=("self",)).select_related("base_endpoint", "snapshot").get(pk=job_id)
+        job = (TrainingJob.objects.select_for_update(of=("self",)).select_related("base_endpoint", "snapshot")
+               .get(pk=job_id))
         if job.status == TrainingJob.Status.DONE:
             return job
         job.status, job.started_at, job.error, job.log, job.metrics = (
