@@ -8,7 +8,7 @@ from django.conf import settings
 
 BASE = {k: v for k, v in os.environ.items() if k not in {
     "DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DJANGO_SETTINGS_MODULE", "DATABASE_URL", "CELERY_BROKER_URL",
-    "CELERY_BROKER_DIR", "MEDIA_ROOT", "MODELS_ROOT", "STATIC_ROOT"}}
+    "CELERY_BROKER_DIR", "MEDIA_ROOT", "MODELS_ROOT", "STATIC_ROOT", "DJANGO_ALLOW_ASYNC_UNSAFE"}}
 
 
 def run(code_or_args, **env):

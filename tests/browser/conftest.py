@@ -1,13 +1,9 @@
 """Browser tests: the playwright package driving Debian's chromium (never a downloaded browser)."""
 
-import os
 import shutil
 
 import pytest
 
-# Playwright's sync API runs an event loop in the test thread; the ORM calls made by the test
-# itself are still synchronous.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -26,7 +22,10 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, monkeypatch):
+    # Playwright's sync API runs an event loop in the test thread; the ORM calls the test itself
+    # makes are still synchronous. Only for these tests: a deployment must never set it.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     yield page
