@@ -1,15 +1,24 @@
 """Browser tests: the playwright package driving Debian's chromium (never a downloaded browser)."""
 
+import os
 import shutil
 
 import pytest
 
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="package", autouse=True)
+def allow_orm_beside_playwright():
+    """Playwright's sync API runs an event loop in the test thread; the ORM calls the tests make
+    are still synchronous. Set for this package only: a deployment must never set it."""
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture(scope="package")
+def browser(allow_orm_beside_playwright):
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -22,10 +31,7 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, monkeypatch):
-    # Playwright's sync API runs an event loop in the test thread; the ORM calls the test itself
-    # makes are still synchronous. Only for these tests: a deployment must never set it.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
     yield page
