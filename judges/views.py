@@ -3,15 +3,16 @@ from __future__ import annotations
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.db.models import Count, F, Q
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
 
 from annotate.models import Membership
 from annotate.selectors import project_get_for_user
 from judges.leaderboard import SOURCES, project_leaderboard
 from judges.models import AIJudgment, Judge, JudgeRun
-from judges.services import judge_run_create
+from judges.reports import judge_report
+from judges.services import judge_run_cancel, judge_run_create
 
 
 class JudgeRunForm(forms.Form):
@@ -19,6 +20,7 @@ class JudgeRunForm(forms.Form):
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def runs(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
     form = JudgeRunForm(request.POST or None)
@@ -28,15 +30,21 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
         return redirect("judges:runs", project_id=project.pk)
     run_list = JudgeRun.objects.filter(project=project).select_related("judge")[:50]
     active = any(r.status in (JudgeRun.Status.QUEUED, JudgeRun.Status.RUNNING) for r in run_list)
-    summary = (AIJudgment.objects.filter(item__project=project).values("judge__name")
-               .annotate(n=Count("id"), a=Count("id", filter=Q(verdict="A")), b=Count("id", filter=Q(verdict="B")),
-                         tie=Count("id", filter=Q(verdict="tie")),
-                         first=Count("id", filter=Q(verdict_ab="A")),
-                         flips=Count("id", filter=~Q(verdict_ba="") & ~Q(verdict_ab=F("verdict_ba"))))
-               .order_by("judge__name"))
-    context = {"project": project, "form": form, "runs": run_list, "active": active, "summary": summary}
+    judge_ids = AIJudgment.objects.filter(item__project=project).values_list("judge_id", flat=True).distinct()
+    reports = [(judge, judge_report(judge=judge, project=project))
+               for judge in Judge.objects.filter(pk__in=judge_ids).select_related("endpoint")]
+    context = {"project": project, "form": form, "runs": run_list, "active": active, "reports": reports}
     return render(request, "judges/runs.html#runs" if request.htmx else "judges/runs.html", context)
 
+
+@login_required
+@require_POST
+def run_cancel(request: HttpRequest, project_id: int, run_id: int) -> HttpResponse:
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    run = get_object_or_404(JudgeRun, pk=run_id, project=project)
+    judge_run_cancel(run=run)
+    messages.info(request, f"Run #{run.pk} cancelled; its judgments so far are kept.")
+    return redirect("judges:runs", project_id=project.pk)
 
 
 @login_required

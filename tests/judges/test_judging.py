@@ -133,3 +133,35 @@ def test_disputed_items_are_prioritized_for_people(biased_items):
         assert priority[item.pk] == (1 if truth(item) == "A" else 2)
     served = pair_item_lease_next(project=project, user=UserFactory())
     assert truth(served) == "B"  # judges disagree on it: people see it first
+
+
+def test_report_measures_bias_agreement_and_calibration(biased_items, client):
+    from annotate.services import pair_label_submit
+    from judges.reports import judge_report
+    from tests.factories import MembershipFactory, UserFactory
+
+    project = biased_items[0].project
+    people = UserFactory()
+    for item in biased_items:
+        pair_label_submit(item=item, annotator=people, verdict=truth(item), strength=3, time_spent_ms=36_000)
+    naive = make_judge(Judge.Debiasing.NONE)
+    items_judge(judge=naive, items=biased_items, backend=FirstBiasedJudge())
+    debiased = make_judge(Judge.Debiasing.SWAP_AVERAGE)
+    items_judge(judge=debiased, items=biased_items, backend=FirstBiasedJudge())
+    before = judge_report(judge=naive, project=project)
+    assert before["first_position_before"] == 1.0 and before["accuracy"] == 0.5 and before["flip_rate"] is None
+    after = judge_report(judge=debiased, project=project)
+    assert after["first_position_before"] == 1.0  # each single order still picks the first shown
+    assert after["flip_rate"] == 1.0 and after["accuracy"] == 1.0 and after["kappa"] == 1.0
+    assert after["first_position_after"] == 0.5  # half the pairs really are A-better
+    assert sum(row["count"] for row in after["calibration"]) == len(biased_items)
+    assert all(row["accuracy"] == 1.0 for row in after["calibration"])
+    project.annotator_hourly_rate = 20.0
+    project.save()
+    assert judge_report(judge=debiased, project=project)["human_cost_per_label"] == pytest.approx(0.2)
+    researcher = MembershipFactory(project=project, researcher=True).user
+    client.force_login(researcher)
+    html = client.get(f"/projects/{project.pk}/judges/").content.decode()
+    assert "<svg" in html and "Reliability" in html
+    api = client.get(f"/api/projects/{project.pk}/judges/reports/").json()
+    assert {r["judge"] for r in api} == {naive.name, debiased.name}
