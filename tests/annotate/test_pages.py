@@ -115,3 +115,34 @@ def test_api_next_and_label(client):
 
 def test_api_requires_authentication(client):
     assert client.get(reverse("api_project_list")).status_code in (401, 403)
+
+
+def test_per_criterion_verdicts_are_mapped_and_validated(client):
+    project = ProjectFactory(criteria=["helpfulness", "harmlessness"])
+    member = MembershipFactory(project=project)
+    item = PairItemFactory(project=project)
+    client.force_login(member.user)
+    page = client.get(reverse("annotate:annotate", args=[project.pk])).content.decode()
+    assert 'name="criterion_helpfulness"' in page and 'name="criterion_harmlessness"' in page
+    order = presentation_order(user_id=member.user.pk, item_id=item.pk)
+    client.post(reverse("annotate:annotate_submit", args=[project.pk, item.pk]),
+                {"choice": "left", "criterion_helpfulness": "right", "criterion_harmlessness": "tie"})
+    label = PairLabel.objects.get(item=item)
+    assert label.criteria == {"helpfulness": order[1], "harmlessness": "tie"}
+    bad = client.post(reverse("api_label_submit", args=[project.pk, item.pk]),
+                      {"verdict": "A", "criteria": {"honesty": "A"}}, content_type="application/json")
+    assert bad.status_code == 400 and "honesty" in str(bad.json())
+
+
+def test_skip_and_undo_from_the_page(client):
+    project = ProjectFactory(overlap=1)
+    member = MembershipFactory(project=project)
+    first, second = PairItemFactory(project=project), PairItemFactory(project=project)
+    client.force_login(member.user)
+    assert client.get(reverse("annotate:annotate", args=[project.pk])).context["item"] == first
+    response = client.post(reverse("annotate:annotate_skip", args=[project.pk, first.pk]), HTTP_HX_REQUEST="true")
+    assert f'data-item="{second.pk}"' in response.content.decode()
+    client.post(reverse("annotate:annotate_submit", args=[project.pk, second.pk]), {"choice": "tie"})
+    last = client.get(reverse("annotate:annotate_last", args=[project.pk]))
+    assert last.context["item"] == second and last.context["editing"].verdict == "tie"
+    assert 'value="tie" checked' in last.content.decode()
