@@ -21,6 +21,13 @@ class Project(models.Model):
                                 help_text='Optional per-criterion verdicts, e.g. ["helpfulness", "harmlessness"].')
     gold_rate = models.FloatField(default=0.0, help_text="Share of served items that are gold (honeypot) items.")
     lease_minutes = models.PositiveIntegerField(default=30, help_text="An unanswered item returns after this long.")
+    class StepMode(models.TextChoices):
+        RATE_ALL = "rate_all", "Rate every step"
+        FIRST_ERROR = "first_error", "Stop at the first error (PRM800K): later steps stay unlabeled"
+
+    step_mode = models.CharField(max_length=20, choices=StepMode.choices, default=StepMode.RATE_ALL)
+    show_reference = models.BooleanField(
+        default=True, help_text="Steps projects: show the reference answer and solution to annotators.")
     annotator_hourly_rate = models.FloatField(
         default=15.0, help_text="What an annotator hour costs, to compare human and AI labels per label.")
     prioritize_disagreements = models.BooleanField(
@@ -168,6 +175,101 @@ class PairLabel(models.Model):
         return f"{self.annotator} on {self.item_id}: {self.verdict}"
 
 
+class StepItem(models.Model):
+    """A problem and a solution split into reasoning steps, for process reward models (PRM800K style)."""
+
+    class SplitRule(models.TextChoices):
+        GIVEN = "given", "Given as a list"
+        BLANK_LINES = "blank_lines", "Blank lines"
+        NUMBERED = "numbered", 'Numbered "Step k:"'
+        LINES = "lines", "One step per line"
+        SENTENCES = "sentences", "Sentences"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="step_items")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="step_items")
+    steps = models.JSONField(help_text="The solution's steps, in order (list of strings).")
+    solution_text = models.TextField(blank=True, help_text="The unsplit solution, kept for re-splitting.")
+    split_rule = models.CharField(max_length=20, choices=SplitRule.choices, default=SplitRule.GIVEN)
+    reference_answer = models.TextField(blank=True)
+    ground_truth_solution = models.TextField(blank=True)
+    model_name = models.CharField(max_length=200, blank=True)
+    metadata = models.JSONField(default=dict, blank=True)
+    is_gold = models.BooleanField(default=False)
+    gold_ratings = models.JSONField(null=True, blank=True, help_text="Known ratings (+1/0/-1/null) of a gold item.")
+    # A reviewer's step-by-step adjudication, used by exports instead of the aggregate.
+    final_ratings = models.JSONField(null=True, blank=True)
+    final_outcome = models.CharField(max_length=10, blank=True, default="")
+    adjudicated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                       related_name="+")
+    adjudicated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=~models.Q(is_gold=True, gold_ratings=None),
+                                              name="step_item_gold_has_answer")]
+
+    def __str__(self) -> str:
+        return f"Solution {self.pk} of {self.project} ({len(self.steps)} steps)"
+
+
+class StepLabel(models.Model):
+    """Ratings of every step of a solution by one source: a person, an AI judge or an automatic method.
+
+    ``ratings[i]`` is +1 (correct and useful), 0 (reasonable, no progress), -1 (wrong) or None
+    (not labeled: the steps after the first error in first-error mode)."""
+
+    class Source(models.TextChoices):
+        HUMAN = "human", "Person"
+        AI = "ai", "AI judge"
+        AUTO = "auto", "Automatic method (e.g. Monte-Carlo rollouts)"
+
+    class FinishReason(models.TextChoices):
+        SOLUTION = "solution", "Solution reached"
+        FOUND_ERROR = "found_error", "Found an error"
+        BAD_PROBLEM = "bad_problem", "Bad problem"
+        GAVE_UP = "gave_up", "Gave up"
+
+    class Outcome(models.TextChoices):
+        CORRECT = "correct", "Final answer correct"
+        INCORRECT = "incorrect", "Final answer incorrect"
+        UNKNOWN = "", "Not judged"
+
+    item = models.ForeignKey(StepItem, on_delete=models.CASCADE, related_name="labels")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
+                                  related_name="step_labels")
+    source = models.CharField(max_length=10, choices=Source.choices, default=Source.HUMAN)
+    source_name = models.CharField(max_length=200, blank=True, help_text="Judge or method name (AI, automatic).")
+    ratings = models.JSONField()
+    flags = models.JSONField(default=list, blank=True, help_text="Steps flagged for a second look (indexes).")
+    finish_reason = models.CharField(max_length=20, choices=FinishReason.choices, default=FinishReason.SOLUTION)
+    outcome = models.CharField(max_length=10, choices=Outcome.choices, blank=True, default="")
+    corrected_step_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    corrected_step = models.TextField(blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], condition=models.Q(annotator__isnull=False),
+                                    name="step_label_unique_per_annotator"),
+            models.UniqueConstraint(fields=["item", "source", "source_name"],
+                                    condition=models.Q(annotator__isnull=True), name="step_label_unique_per_method"),
+            models.CheckConstraint(condition=~models.Q(source="human", annotator__isnull=True),
+                                   name="step_label_human_has_annotator"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.annotator or self.source_name} on solution {self.item_id}"
+
+    @property
+    def first_error(self) -> int | None:
+        """Index of the first -1 step, or None."""
+        return next((i for i, r in enumerate(self.ratings) if r == -1), None)
+
+
 class ItemSlot(models.Model):
     """One of the k labels an item needs, leased to one annotator at a time.
 
@@ -177,7 +279,9 @@ class ItemSlot(models.Model):
     """
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
-    item = models.ForeignKey(PairItem, on_delete=models.CASCADE, related_name="slots")
+    # Exactly one of the two: the same assignment serves pairwise and step projects.
+    item = models.ForeignKey(PairItem, null=True, blank=True, on_delete=models.CASCADE, related_name="slots")
+    step_item = models.ForeignKey("StepItem", null=True, blank=True, on_delete=models.CASCADE, related_name="slots")
     number = models.PositiveSmallIntegerField()
     priority = models.IntegerField(default=0, db_default=0)
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -186,28 +290,39 @@ class ItemSlot(models.Model):
     done = models.BooleanField(default=False, db_default=False)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["item", "number"], name="slot_unique_number")]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "number"], name="slot_unique_number"),
+            models.UniqueConstraint(fields=["step_item", "number"], name="slot_unique_step_number"),
+            models.CheckConstraint(condition=models.Q(item__isnull=True) ^ models.Q(step_item__isnull=True),
+                                   name="slot_one_item"),
+        ]
         indexes = [
             models.Index(fields=["project", "done", "-priority", "id"], name="slot_queue"),
             models.Index(fields=["annotator", "done"], name="slot_annotator"),
         ]
 
     def __str__(self) -> str:
-        return f"slot {self.number} of item {self.item_id}"
+        return f"slot {self.number} of item {self.item_id or self.step_item_id}"
 
 
 class ItemSkip(models.Model):
     """An item an annotator chose to skip: it is not served to them again."""
 
-    item = models.ForeignKey(PairItem, on_delete=models.CASCADE, related_name="skips")
+    item = models.ForeignKey(PairItem, null=True, blank=True, on_delete=models.CASCADE, related_name="skips")
+    step_item = models.ForeignKey("StepItem", null=True, blank=True, on_delete=models.CASCADE, related_name="skips")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["item", "annotator"], name="skip_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "annotator"], name="skip_unique"),
+            models.UniqueConstraint(fields=["step_item", "annotator"], name="skip_unique_step"),
+            models.CheckConstraint(condition=models.Q(item__isnull=True) ^ models.Q(step_item__isnull=True),
+                                   name="skip_one_item"),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.annotator} skipped {self.item_id}"
+        return f"{self.annotator} skipped {self.item_id or self.step_item_id}"
 
 
 class ImportJob(models.Model):

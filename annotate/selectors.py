@@ -6,7 +6,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
-from annotate.models import ItemSlot, Membership, PairItem, PairLabel, Project
+from annotate.models import ItemSlot, Membership, PairItem, PairLabel, Project, StepItem, StepLabel
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -65,7 +65,8 @@ def project_stats(*, project: Project, user: User | None = None) -> dict:
 
 def project_annotator_progress(*, project: Project, user: User) -> dict:
     """What the annotator sees while labeling: done by them, and slots still open in the project."""
-    return {"mine": PairLabel.objects.filter(item__project=project, annotator=user).count(),
+    labels = StepLabel if project.task_kind == Project.TaskKind.STEPS else PairLabel
+    return {"mine": labels.objects.filter(item__project=project, annotator=user).count(),
             "open_slots": ItemSlot.objects.filter(project=project, done=False).count()}
 
 
@@ -84,3 +85,19 @@ def pair_labels_for_project(*, project: Project) -> QuerySet[PairLabel]:
 
 def pair_items_for_project(*, project: Project) -> QuerySet[PairItem]:
     return PairItem.objects.filter(project=project).select_related("prompt", "completion_a", "completion_b")
+
+
+def step_label_last_for_annotator(*, project: Project, user: User) -> StepLabel | None:
+    return (StepLabel.objects.filter(item__project=project, annotator=user).select_related("item__prompt")
+            .order_by("-updated_at", "-id").first())
+
+
+def step_item_get_in_project(*, user: User, project_id: int, item_id: int) -> StepItem:
+    """A solution of a project the user is a member of, with its project, in one query; else 404."""
+    items = StepItem.objects.select_related("project", "prompt").filter(pk=item_id, project_id=project_id)
+    if not user.is_superuser:
+        items = items.filter(project__memberships__user=user)
+    try:
+        return items.get()
+    except (StepItem.DoesNotExist, ValueError, TypeError):
+        raise Http404("No such solution.") from None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -21,6 +22,8 @@ from annotate.models import (
     PairLabel,
     Project,
     Prompt,
+    StepItem,
+    StepLabel,
     Verdict,
 )
 from annotate.text import text_clean
@@ -97,6 +100,25 @@ def pair_item_create(*, prompt: Prompt, completion_a: Completion, completion_b: 
     return item
 
 
+@dataclass(frozen=True)
+class ItemKind:
+    """What the shared assignment needs to know of a project's items: one implementation serves
+    pairwise and step projects."""
+
+    field: str  # the ItemSlot / ItemSkip field that points at the item
+    item_model: type
+    label_model: type
+    text: tuple[str, ...]  # what to load with an item to show it
+
+
+PAIRS = ItemKind("item", PairItem, PairLabel, ("prompt", "completion_a", "completion_b"))
+STEPS = ItemKind("step_item", StepItem, StepLabel, ("prompt",))
+
+
+def item_kind(project: Project) -> ItemKind:
+    return STEPS if project.task_kind == Project.TaskKind.STEPS else PAIRS
+
+
 def slots_ensure(*, project: Project, batch_size: int = 5000) -> int:
     """Give every non-gold item of the project its k slots (after an import or a change of k).
 
@@ -104,23 +126,24 @@ def slots_ensure(*, project: Project, batch_size: int = 5000) -> int:
     Returns the number of slots created. On PostgreSQL one INSERT ... SELECT does it in the
     database (100,000 items in about a second); elsewhere in batches through the ORM.
     """
-    k = project.overlap
+    k, kind = project.overlap, item_kind(project)
+    column = f"{kind.field}_id"
     if connection.vendor == "postgresql":
-        slot, item = ItemSlot._meta.db_table, PairItem._meta.db_table
+        slot, item = ItemSlot._meta.db_table, kind.item_model._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
-                f"""INSERT INTO {slot} (project_id, item_id, number, priority, done)
+                f"""INSERT INTO {slot} (project_id, {column}, number, priority, done)
                     SELECT i.project_id, i.id, n.number, 0, false
                     FROM {item} i CROSS JOIN generate_series(0, %s - 1) AS n(number)
                     WHERE i.project_id = %s AND NOT i.is_gold
-                      AND NOT EXISTS (SELECT 1 FROM {slot} s WHERE s.item_id = i.id AND s.number = n.number)""",
+                      AND NOT EXISTS (SELECT 1 FROM {slot} s WHERE s.{column} = i.id AND s.number = n.number)""",
                 [k, project.pk])
             return cursor.rowcount
-    short = (PairItem.objects.filter(project=project, is_gold=False)
+    short = (kind.item_model.objects.filter(project=project, is_gold=False)
              .annotate(n=Count("slots")).filter(n__lt=k).values_list("id", "n").order_by("id"))
     created, batch = 0, []
     for item_id, n in short.iterator(chunk_size=batch_size):
-        batch.extend(ItemSlot(project=project, item_id=item_id, number=number) for number in range(n, k))
+        batch.extend(ItemSlot(project=project, number=number, **{column: item_id}) for number in range(n, k))
         if len(batch) >= batch_size:
             created += len(ItemSlot.objects.bulk_create(batch))
             batch = []
@@ -129,12 +152,8 @@ def slots_ensure(*, project: Project, batch_size: int = 5000) -> int:
     return created
 
 
-def _item_with_text(queryset):
-    return queryset.select_related("prompt", "completion_a", "completion_b")
-
-
-def pair_item_lease_next(*, project: Project, user: AbstractBaseUser) -> PairItem | None:
-    """Serve the annotator's next item and lease one of its slots to them.
+def item_lease_next(*, project: Project, user: AbstractBaseUser) -> PairItem | StepItem | None:
+    """Serve the annotator's next item (a pair or a step solution) and lease one of its slots.
 
     A fixed number of queries whatever the project size:
     1. an unexpired lease the annotator already holds is served again (a reload, a second tab);
@@ -143,39 +162,60 @@ def pair_item_lease_next(*, project: Project, user: AbstractBaseUser) -> PairIte
        labeled nor skipped, locked with SKIP LOCKED so concurrent requests take different slots,
        then leased to them until ``lease_minutes`` from now.
     """
-    now = timezone.now()
+    kind, now = item_kind(project), timezone.now()
+    related = [f"{kind.field}__{name}" for name in kind.text]
     held = (ItemSlot.objects.filter(project=project, annotator=user, done=False, leased_until__gt=now)
-            .select_related("item__prompt", "item__completion_a", "item__completion_b").order_by("id").first())
+            .select_related(*related).order_by("id").first())
     if held is not None:
-        return held.item
-    labeled = PairLabel.objects.filter(item=OuterRef("item"), annotator=user)
-    skipped = ItemSkip.objects.filter(item=OuterRef("item"), annotator=user)
+        return getattr(held, kind.field)
     if project.gold_rate and random.random() < project.gold_rate:
-        gold = (_item_with_text(PairItem.objects.filter(project=project, is_gold=True))
-                .exclude(Exists(PairLabel.objects.filter(item=OuterRef("pk"), annotator=user)))
-                .exclude(Exists(ItemSkip.objects.filter(item=OuterRef("pk"), annotator=user)))
+        gold = (kind.item_model.objects.filter(project=project, is_gold=True).select_related(*kind.text)
+                .exclude(Exists(kind.label_model.objects.filter(item=OuterRef("pk"), annotator=user)))
+                .exclude(Exists(ItemSkip.objects.filter(**{kind.field: OuterRef("pk")}, annotator=user)))
                 .order_by("id").first())
         if gold is not None:
             return gold
+    labeled = kind.label_model.objects.filter(item=OuterRef(kind.field), annotator=user)
+    skipped = ItemSkip.objects.filter(**{kind.field: OuterRef(kind.field)}, annotator=user)
     with transaction.atomic():
         slot = (ItemSlot.objects.select_for_update(skip_locked=True, of=("self",))
                 .filter(project=project, done=False)
                 .filter(Q(annotator__isnull=True) | Q(leased_until__lte=now))
                 .exclude(Exists(labeled)).exclude(Exists(skipped))
-                .select_related("item__prompt", "item__completion_a", "item__completion_b")
-                .order_by("-priority", "id").first())
+                .select_related(*related).order_by("-priority", "id").first())
         if slot is None:
             return None
         ItemSlot.objects.filter(pk=slot.pk).update(
             annotator=user, leased_until=now + timedelta(minutes=project.lease_minutes))
-    return slot.item
+    return getattr(slot, kind.field)
+
+
+# The pairwise names used across the code base.
+pair_item_lease_next = item_lease_next
 
 
 @transaction.atomic
-def pair_item_skip(*, item: PairItem, user: AbstractBaseUser) -> None:
+def item_skip(*, item: PairItem | StepItem, user: AbstractBaseUser) -> None:
     """Skip an item: it is never served to this annotator again and its slot is freed at once."""
-    ItemSkip.objects.get_or_create(item=item, annotator=user)
-    ItemSlot.objects.filter(item=item, annotator=user, done=False).update(annotator=None, leased_until=None)
+    field = STEPS.field if isinstance(item, StepItem) else PAIRS.field
+    ItemSkip.objects.get_or_create(**{field: item}, annotator=user)
+    ItemSlot.objects.filter(**{field: item}, annotator=user, done=False).update(annotator=None, leased_until=None)
+
+
+pair_item_skip = item_skip
+
+
+def _slot_close(*, field: str, item: PairItem | StepItem, annotator: AbstractBaseUser) -> None:
+    """A new label fills the annotator's slot of the item; when their lease was lost, any free slot.
+
+    A label always counts: when the item is already complete it stays as an extra label."""
+    closed = ItemSlot.objects.filter(**{field: item}, annotator=annotator, done=False).update(
+        done=True, leased_until=None)
+    if not closed:
+        free = (ItemSlot.objects.filter(**{field: item}, done=False)
+                .filter(Q(annotator__isnull=True) | Q(leased_until__lte=timezone.now()))
+                .order_by("number").values("pk")[:1])
+        ItemSlot.objects.filter(pk__in=free).update(annotator=annotator, done=True, leased_until=None)
 
 
 def pair_items_prioritize(*, project: Project, priorities: dict[int, int]) -> int:
@@ -241,13 +281,7 @@ def pair_label_submit(*, item: PairItem, annotator: AbstractBaseUser, verdict: s
             PairLabel.objects.filter(item=item, annotator=annotator).update(**fields, updated_at=timezone.now())
             label = PairLabel.objects.get(item=item, annotator=annotator)
     if created and not item.is_gold:
-        closed = ItemSlot.objects.filter(item=item, annotator=annotator, done=False).update(
-            done=True, leased_until=None)
-        if not closed:
-            free = (ItemSlot.objects.filter(item=item, done=False)
-                    .filter(Q(annotator__isnull=True) | Q(leased_until__lte=timezone.now()))
-                    .order_by("number").values("pk")[:1])
-            ItemSlot.objects.filter(pk__in=free).update(annotator=annotator, done=True, leased_until=None)
+        _slot_close(field=PAIRS.field, item=item, annotator=annotator)
     return label
 
 
@@ -263,4 +297,120 @@ def pair_item_adjudicate(*, item: PairItem, reviewer: AbstractBaseUser, verdict:
     item.final_strength = strength if verdict in (Verdict.A, Verdict.B) else None
     item.adjudicated_by, item.adjudicated_at = reviewer, timezone.now()
     item.save(update_fields=["final_verdict", "final_strength", "adjudicated_by", "adjudicated_at"])
+    return item
+
+
+def step_item_create(*, prompt: Prompt, steps: Sequence[str], solution_text: str = "",
+                     split_rule: str = StepItem.SplitRule.GIVEN, reference_answer: str = "",
+                     ground_truth_solution: str = "", model_name: str = "", metadata: dict | None = None) -> StepItem:
+    """A solution to label step by step, with its k slots."""
+    steps = [text_clean(s) for s in steps]
+    if not steps or not all(isinstance(s, str) and s.strip() for s in steps):
+        raise ValidationError({"steps": "expected a non-empty list of non-empty steps"})
+    with transaction.atomic():
+        item = StepItem.objects.create(
+            project_id=prompt.project_id, prompt=prompt, steps=list(steps),
+            solution_text=solution_text or "\n\n".join(steps),
+            split_rule=split_rule, reference_answer=reference_answer, ground_truth_solution=ground_truth_solution,
+            model_name=model_name, metadata=metadata or {})
+        overlap = Project.objects.values_list("overlap", flat=True).get(pk=prompt.project_id)
+        ItemSlot.objects.bulk_create([ItemSlot(project_id=prompt.project_id, step_item=item, number=n)
+                                      for n in range(overlap)])
+    return item
+
+
+@transaction.atomic
+def step_item_resplit(*, item: StepItem, steps: Sequence[str], split_rule: str = StepItem.SplitRule.GIVEN) -> StepItem:
+    """Correct how a solution is split, before anyone labels it (labels index the steps)."""
+    if StepLabel.objects.filter(item=item).exists():
+        raise ValidationError({"steps": "this solution already has labels: its steps can no longer change"})
+    steps = [text_clean(s).strip() for s in steps if s and s.strip()]
+    if not steps:
+        raise ValidationError({"steps": "expected at least one step"})
+    item.steps, item.split_rule = steps, split_rule
+    item.save(update_fields=["steps", "split_rule"])
+    return item
+
+
+STEP_RATINGS = (1, 0, -1, None)
+
+
+def step_ratings_validate(*, item: StepItem, ratings: object, finish_reason: str, mode: str) -> list[int | None]:
+    """Check ratings against the steps and the project's mode.
+
+    First-error mode (PRM800K's ``found_error``): rating stops at the first -1, so every later step
+    is stored as unlabeled (None), never as negative."""
+    if not isinstance(ratings, list) or len(ratings) != len(item.steps):
+        raise ValidationError({"ratings": f"expected {len(item.steps)} ratings, one per step"})
+    if any(r not in STEP_RATINGS or isinstance(r, bool) for r in ratings):
+        raise ValidationError({"ratings": "each rating is 1, 0, -1 or null"})
+    if finish_reason not in StepLabel.FinishReason.values:
+        raise ValidationError({"finish_reason": f"{finish_reason!r} is not one of {StepLabel.FinishReason.values}"})
+    ratings = list(ratings)
+    first_error = next((i for i, r in enumerate(ratings) if r == -1), None)
+    stops = mode == Project.StepMode.FIRST_ERROR and first_error is not None
+    if stops:
+        ratings = ratings[: first_error + 1] + [None] * (len(ratings) - first_error - 1)
+    ended_early = finish_reason in (StepLabel.FinishReason.BAD_PROBLEM, StepLabel.FinishReason.GAVE_UP)
+    rated = ratings[: first_error + 1] if stops else ratings
+    if not ended_early and any(r is None for r in rated):
+        raise ValidationError({"ratings": "rate every step (or finish with 'bad problem' or 'gave up')"})
+    if finish_reason == StepLabel.FinishReason.FOUND_ERROR and first_error is None:
+        raise ValidationError({"finish_reason": "'found error' needs a step rated -1"})
+    return ratings
+
+
+@transaction.atomic
+def step_label_submit(*, item: StepItem, annotator: AbstractBaseUser, ratings: list, finish_reason: str,
+                      outcome: str = "", flags: Sequence[int] = (), corrected_step_index: int | None = None,
+                      corrected_step: str = "", time_spent_ms: int | None = None) -> StepLabel:
+    """Store (or edit) a person's step ratings for a solution, and close their slot."""
+    project = item.project
+    ratings = step_ratings_validate(item=item, ratings=ratings, finish_reason=finish_reason, mode=project.step_mode)
+    if outcome not in StepLabel.Outcome.values:
+        raise ValidationError({"outcome": f"{outcome!r} is not one of {StepLabel.Outcome.values}"})
+    flags = sorted({int(f) for f in flags})
+    if any(not 0 <= f < len(item.steps) for f in flags):
+        raise ValidationError({"flags": "a flag names a step that does not exist"})
+    if corrected_step_index is not None and not 0 <= corrected_step_index < len(item.steps):
+        raise ValidationError({"corrected_step_index": "no such step"})
+    if time_spent_ms is not None and time_spent_ms < 0:
+        raise ValidationError({"time_spent_ms": "must not be negative"})
+    fields = {"ratings": ratings, "finish_reason": finish_reason, "outcome": outcome, "flags": flags,
+              "corrected_step_index": corrected_step_index, "corrected_step": text_clean(corrected_step),
+              "time_spent_ms": time_spent_ms, "source": StepLabel.Source.HUMAN}
+    label, created = StepLabel.objects.update_or_create(item=item, annotator=annotator, defaults=fields)
+    if created and not item.is_gold:
+        _slot_close(field=STEPS.field, item=item, annotator=annotator)
+    return label
+
+
+@transaction.atomic
+def step_labels_store(*, item: StepItem, source: str, source_name: str, ratings: list, finish_reason: str = "",
+                      outcome: str = "") -> StepLabel:
+    """Ratings from an AI judge or an automatic method (one row per source name and solution)."""
+    if source == StepLabel.Source.HUMAN:
+        raise ValidationError({"source": "people's labels go through step_label_submit"})
+    if len(ratings) != len(item.steps) or any(r not in STEP_RATINGS for r in ratings):
+        raise ValidationError({"ratings": f"expected {len(item.steps)} ratings of 1, 0, -1 or null"})
+    first_error = next((i for i, r in enumerate(ratings) if r == -1), None)
+    finish_reason = finish_reason or (StepLabel.FinishReason.FOUND_ERROR if first_error is not None
+                                      else StepLabel.FinishReason.SOLUTION)
+    label, _ = StepLabel.objects.update_or_create(
+        item=item, annotator=None, source=source, source_name=source_name,
+        defaults={"ratings": list(ratings), "finish_reason": finish_reason, "outcome": outcome})
+    return label
+
+
+@transaction.atomic
+def step_item_adjudicate(*, item: StepItem, reviewer: AbstractBaseUser, ratings: list,
+                         outcome: str = "") -> StepItem:
+    """A reviewer's step-by-step ratings: they become the solution's final ratings."""
+    if len(ratings) != len(item.steps) or any(r not in STEP_RATINGS for r in ratings):
+        raise ValidationError({"ratings": f"expected {len(item.steps)} ratings of 1, 0, -1 or null"})
+    if outcome not in StepLabel.Outcome.values:
+        raise ValidationError({"outcome": f"{outcome!r} is not one of {StepLabel.Outcome.values}"})
+    item.final_ratings, item.final_outcome = list(ratings), outcome
+    item.adjudicated_by, item.adjudicated_at = reviewer, timezone.now()
+    item.save(update_fields=["final_ratings", "final_outcome", "adjudicated_by", "adjudicated_at"])
     return item

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotate.forms import AdjudicationForm, ImportForm, PairLabelForm
 from annotate.imports import import_job_create, import_job_progress
-from annotate.models import ImportJob, Membership, PairItem, PairLabel
+from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, StepItem, StepLabel
 from annotate.quality import disputed_items, project_quality
 from annotate.selectors import (
     pair_item_get_in_project,
@@ -23,8 +23,17 @@ from annotate.selectors import (
     project_list_for_user,
     project_role_for_user,
     project_stats,
+    step_item_get_in_project,
+    step_label_last_for_annotator,
 )
-from annotate.services import pair_item_adjudicate, pair_item_lease_next, pair_item_skip, pair_label_submit
+from annotate.services import (
+    item_lease_next,
+    item_skip,
+    pair_item_adjudicate,
+    pair_item_skip,
+    pair_label_submit,
+    step_label_submit,
+)
 
 
 def presentation_order(*, user_id: int, item_id: int) -> str:
@@ -81,7 +90,9 @@ def _render_item(request: HttpRequest, context: dict, status: int = 200) -> Http
 @login_required
 def annotate_next(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, project_id=project_id)
-    item = pair_item_lease_next(project=project, user=request.user)
+    item = item_lease_next(project=project, user=request.user)
+    if project.task_kind == Project.TaskKind.STEPS:
+        return _render_steps(request, project, item)
     return _render_item(request, _item_context(request, project, item))
 
 
@@ -89,10 +100,67 @@ def annotate_next(request: HttpRequest, project_id: int) -> HttpResponse:
 def annotate_last(request: HttpRequest, project_id: int) -> HttpResponse:
     """Undo / edit: the annotator's last label, shown again with their answer selected."""
     project = project_get_for_user(user=request.user, project_id=project_id)
+    if project.task_kind == Project.TaskKind.STEPS:
+        step_label = step_label_last_for_annotator(project=project, user=request.user)
+        if step_label is None:
+            return annotate_next(request, project_id)
+        return _render_steps(request, project, step_label.item, editing=step_label)
     label = pair_label_last_for_annotator(project=project, user=request.user)
     if label is None:
         return annotate_next(request, project_id)
     return _render_item(request, _item_context(request, project, label.item, editing=label))
+
+
+def _render_steps(request: HttpRequest, project: Project, item: StepItem | None, *, editing: StepLabel | None = None,
+                  errors: list[str] | None = None, status: int = 200) -> HttpResponse:
+    rows = []
+    if item is not None:
+        ratings = editing.ratings if editing else [None] * len(item.steps)
+        flags = set(editing.flags) if editing else set()
+        rows = [{"index": i, "text": text, "rating": ratings[i], "flagged": i in flags}
+                for i, text in enumerate(item.steps)]
+    context = {"project": project, "item": item, "rows": rows, "editing": editing, "errors": errors or [],
+               "finish_reasons": StepLabel.FinishReason.choices, "outcomes": StepLabel.Outcome.choices,
+               "progress": project_annotator_progress(project=project, user=request.user)}
+    template = "annotate/annotate_steps.html#item" if request.htmx else "annotate/annotate_steps.html"
+    return render(request, template, context, status=status)
+
+
+@login_required
+@require_POST
+def steps_submit(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    """Step ratings from the page: rating_<i> in 1 / 0 / -1, flag_<i>, finish reason, outcome."""
+    item = step_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
+    post = request.POST
+    try:
+        ratings = [int(post[f"rating_{i}"]) if post.get(f"rating_{i}", "") != "" else None
+                   for i in range(len(item.steps))]
+        index = post.get("corrected_step_index", "")
+        label = step_label_submit(
+            item=item, annotator=request.user, ratings=ratings, finish_reason=post.get("finish_reason", "solution"),
+            outcome=post.get("outcome", ""), flags=[i for i in range(len(item.steps)) if post.get(f"flag_{i}")],
+            corrected_step_index=int(index) if index != "" else None,
+            corrected_step=post.get("corrected_step", "")[:20000],
+            time_spent_ms=int(post["time_spent_ms"]) if post.get("time_spent_ms", "").isdigit() else None)
+    except ValueError:
+        return _render_steps(request, item.project, item, errors=["Ratings must be 1, 0 or -1."], status=422)
+    except ValidationError as exc:
+        errors = [f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()]
+        return _render_steps(request, item.project, item, errors=errors, status=422)
+    if request.htmx:
+        return annotate_next(request, project_id)
+    messages.success(request, f"Saved your ratings of solution {label.item_id}.")
+    return redirect("annotate:annotate", project_id=project_id)
+
+
+@login_required
+@require_POST
+def steps_skip(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    item = step_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
+    item_skip(item=item, user=request.user)
+    if request.htmx:
+        return annotate_next(request, project_id)
+    return redirect("annotate:annotate", project_id=project_id)
 
 
 @login_required

@@ -1,0 +1,110 @@
+"""Step-level labels (PRM): the shared assignment, both modes, validation, page and edits."""
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.urls import reverse
+
+from annotate.models import ItemSlot, Project, StepLabel
+from annotate.services import (
+    item_lease_next,
+    item_skip,
+    step_item_adjudicate,
+    step_item_create,
+    step_item_resplit,
+    step_label_submit,
+    step_labels_store,
+)
+from tests.factories import MembershipFactory, ProjectFactory, PromptFactory, UserFactory
+
+pytestmark = pytest.mark.django_db
+
+STEPS = ["Let x be the number of apples.", "Then 2x = 10.", "So x = 6.", "The answer is 6."]
+
+
+def make_items(project, n=3):
+    return [step_item_create(prompt=PromptFactory(project=project), steps=STEPS, reference_answer="5")
+            for _ in range(n)]
+
+
+def test_step_items_share_the_assignment():
+    project = ProjectFactory(task_kind=Project.TaskKind.STEPS, overlap=2)
+    items = make_items(project)
+    assert ItemSlot.objects.filter(project=project, step_item__isnull=False).count() == 6
+    alice, bob, carol = UserFactory(), UserFactory(), UserFactory()
+    assert item_lease_next(project=project, user=alice) == items[0]
+    assert item_lease_next(project=project, user=alice) == items[0]  # the held lease
+    assert item_lease_next(project=project, user=bob) == items[0]  # k = 2: a second slot
+    assert item_lease_next(project=project, user=carol) == items[1]
+    step_label_submit(item=items[0], annotator=alice, ratings=[1, 1, -1, -1], finish_reason="found_error")
+    assert item_lease_next(project=project, user=alice) == items[1]
+    item_skip(item=items[1], user=alice)
+    assert item_lease_next(project=project, user=alice) == items[2]
+    assert ItemSlot.objects.filter(step_item=items[0], done=True).count() == 1
+
+
+def test_first_error_mode_stores_later_steps_as_unlabeled():
+    project = ProjectFactory(task_kind=Project.TaskKind.STEPS, step_mode=Project.StepMode.FIRST_ERROR)
+    item, = make_items(project, 1)
+    label = step_label_submit(item=item, annotator=UserFactory(), ratings=[1, 1, -1, 1], finish_reason="found_error",
+                              outcome="incorrect")
+    assert label.ratings == [1, 1, -1, None] and label.first_error == 2
+
+
+def test_rate_all_mode_needs_every_step_and_coherent_finish():
+    project = ProjectFactory(task_kind=Project.TaskKind.STEPS, step_mode=Project.StepMode.RATE_ALL)
+    item, = make_items(project, 1)
+    user = UserFactory()
+    with pytest.raises(ValidationError, match="rate every step"):
+        step_label_submit(item=item, annotator=user, ratings=[1, 1, -1, None], finish_reason="found_error")
+    with pytest.raises(ValidationError, match="needs a step rated -1"):
+        step_label_submit(item=item, annotator=user, ratings=[1, 1, 1, 1], finish_reason="found_error")
+    with pytest.raises(ValidationError, match="4 ratings"):
+        step_label_submit(item=item, annotator=user, ratings=[1, 1], finish_reason="solution")
+    with pytest.raises(ValidationError):
+        step_label_submit(item=item, annotator=user, ratings=[1, 1, 2, 1], finish_reason="solution")
+    label = step_label_submit(item=item, annotator=user, ratings=[1, 0, -1, -1], finish_reason="found_error")
+    assert label.ratings == [1, 0, -1, -1]
+    gave_up = step_label_submit(item=item, annotator=UserFactory(), ratings=[1, None, None, None],
+                                finish_reason="gave_up")
+    assert gave_up.ratings == [1, None, None, None]
+
+
+def test_sources_side_by_side_and_resplit_and_adjudication():
+    project = ProjectFactory(task_kind=Project.TaskKind.STEPS)
+    item, = make_items(project, 1)
+    step_item_resplit(item=item, steps=["a", "", "b", "c", "d "])
+    assert item.steps == ["a", "b", "c", "d"]
+    step_labels_store(item=item, source="auto", source_name="math-shepherd", ratings=[1, 1, -1, -1])
+    step_labels_store(item=item, source="auto", source_name="math-shepherd", ratings=[1, -1, -1, -1])  # replaces
+    step_labels_store(item=item, source="ai", source_name="judge-1", ratings=[1, 1, 1, 1])
+    person = step_label_submit(item=item, annotator=UserFactory(), ratings=[1, 1, -1, -1], finish_reason="found_error")
+    assert StepLabel.objects.filter(item=item).count() == 3
+    assert StepLabel.objects.get(item=item, source_name="math-shepherd").first_error == 1
+    assert person.source == "human"
+    with pytest.raises(ValidationError, match="already has labels"):
+        step_item_resplit(item=item, steps=["x"])
+    reviewer = UserFactory()
+    step_item_adjudicate(item=item, reviewer=reviewer, ratings=[1, 1, -1, None], outcome="incorrect")
+    item.refresh_from_db()
+    assert item.final_ratings == [1, 1, -1, None] and item.adjudicated_by == reviewer
+
+
+def test_step_page_submit_and_edit(client):
+    project = ProjectFactory(task_kind=Project.TaskKind.STEPS, step_mode=Project.StepMode.FIRST_ERROR)
+    member = MembershipFactory(project=project)
+    first, second = make_items(project, 2)
+    client.force_login(member.user)
+    page = client.get(reverse("annotate:annotate", args=[project.pk])).content.decode()
+    assert 'name="rating_3"' in page and f'data-item="{first.pk}"' in page and "Reference answer" in page
+    response = client.post(reverse("annotate:steps_submit", args=[project.pk, first.pk]),
+                           {"rating_0": "1", "rating_1": "1", "rating_2": "-1", "finish_reason": "found_error",
+                            "outcome": "incorrect", "flag_1": "1", "corrected_step_index": "2",
+                            "corrected_step": "So x = 5.", "time_spent_ms": "5000"}, HTTP_HX_REQUEST="true")
+    assert f'data-item="{second.pk}"' in response.content.decode()
+    label = StepLabel.objects.get(item=first, annotator=member.user)
+    assert (label.ratings, label.flags, label.corrected_step, label.time_spent_ms) == (
+        [1, 1, -1, None], [1], "So x = 5.", 5000)
+    bad = client.post(reverse("annotate:steps_submit", args=[project.pk, second.pk]), {"rating_0": "7"})
+    assert bad.status_code == 422
+    last = client.get(reverse("annotate:annotate_last", args=[project.pk])).content.decode()
+    assert f'data-item="{first.pk}"' in last and 'value="-1" checked' in last
