@@ -32,8 +32,10 @@ from annotate.services import (
     pair_item_adjudicate,
     pair_item_skip,
     pair_label_submit,
+    step_item_adjudicate,
     step_label_submit,
 )
+from annotate.step_quality import step_disputes, step_project_quality
 
 
 def presentation_order(*, user_id: int, item_id: int) -> str:
@@ -222,6 +224,9 @@ def quality(request: HttpRequest, project_id: int) -> HttpResponse:
     """The researcher's dashboard: agreement, and for each annotator speed, gold accuracy,
     agreement with the majority and position bias."""
     project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    if project.task_kind == Project.TaskKind.STEPS:
+        return render(request, "annotate/step_quality.html",
+                      {"project": project, "quality": step_project_quality(project=project)})
     return render(request, "annotate/quality.html", {"project": project, "quality": project_quality(project=project)})
 
 
@@ -230,6 +235,8 @@ def quality(request: HttpRequest, project_id: int) -> HttpResponse:
 def review(request: HttpRequest, project_id: int, item_id: int | None = None) -> HttpResponse:
     """Disagreements to adjudicate; the reviewer's verdict becomes the item's final verdict."""
     project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    if project.task_kind == Project.TaskKind.STEPS:
+        return _review_steps(request, project, item_id)
     if request.method == "POST":
         item = pair_item_get_in_project(user=request.user, project_id=project.pk, item_id=item_id)
         form = AdjudicationForm(request.POST)
@@ -246,3 +253,23 @@ def review(request: HttpRequest, project_id: int, item_id: int | None = None) ->
     disputes = disputed_items(project=project, include_adjudicated=show_all)
     return render(request, "annotate/review.html", {"project": project, "disputes": disputes, "show_all": show_all,
                                                     "form": AdjudicationForm()})
+
+
+def _review_steps(request: HttpRequest, project: Project, item_id: int | None) -> HttpResponse:
+    """Solutions people disagree on, every source side by side; the reviewer rates step by step."""
+    if request.method == "POST":
+        item = step_item_get_in_project(user=request.user, project_id=project.pk, item_id=item_id)
+        try:
+            ratings = [int(v) if (v := request.POST.get(f"final_{i}", "")) != "" else None
+                       for i in range(len(item.steps))]
+            step_item_adjudicate(item=item, reviewer=request.user, ratings=ratings,
+                                 outcome=request.POST.get("outcome", ""))
+        except (ValueError, ValidationError) as exc:
+            messages.error(request, f"Solution {item.pk}: {exc}")
+        else:
+            messages.success(request, f"Solution {item.pk}: final ratings saved.")
+        return redirect("annotate:review", project_id=project.pk)
+    show_all = request.GET.get("all") == "1"
+    return render(request, "annotate/step_review.html", {
+        "project": project, "show_all": show_all,
+        "disputes": step_disputes(project=project, include_adjudicated=show_all)})

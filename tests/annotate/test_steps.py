@@ -108,3 +108,45 @@ def test_step_page_submit_and_edit(client):
     assert bad.status_code == 422
     last = client.get(reverse("annotate:annotate_last", args=[project.pk])).content.decode()
     assert f'data-item="{first.pk}"' in last and 'value="-1" checked' in last
+
+
+def test_step_quality_agreement_gold_disputes_and_review(client):
+    import krippendorff
+    import numpy as np
+
+    from annotate.models import StepItem
+    from annotate.step_quality import step_disputes, step_project_quality
+
+    project = ProjectFactory(task_kind=Project.TaskKind.STEPS, overlap=2)
+    researcher = MembershipFactory(project=project, researcher=True).user
+    items = make_items(project, 3)
+    gold = StepItem.objects.create(project=project, prompt=PromptFactory(project=project), steps=STEPS, is_gold=True,
+                                   gold_ratings=[1, 1, -1, -1])
+    a, b = UserFactory(), UserFactory()
+    plans = {a: [[1, 1, -1, -1], [1, 1, 1, 1], [1, 0, 1, 1]], b: [[1, 1, -1, -1], [1, -1, -1, -1], [1, 0, 1, 1]]}
+    for user, plan in plans.items():
+        for item, ratings in zip(items, plan, strict=True):
+            step_label_submit(item=item, annotator=user, ratings=ratings,
+                              finish_reason="found_error" if -1 in ratings else "solution")
+    step_label_submit(item=gold, annotator=a, ratings=[1, 1, -1, -1], finish_reason="found_error")
+    step_label_submit(item=gold, annotator=b, ratings=[1, 1, 1, -1], finish_reason="found_error")
+    quality = step_project_quality(project=project)
+    data = np.array([[r for ratings in plans[u] for r in ratings] for u in (a, b)], dtype=float)
+    assert quality["alpha_steps"] == pytest.approx(
+        krippendorff.alpha(reliability_data=data, level_of_measurement="ordinal"), abs=1e-4)
+    first = np.array([[next((i for i, r in enumerate(p) if r == -1), 4) for p in plans[u]] for u in (a, b)], float)
+    assert quality["alpha_first_error"] == pytest.approx(
+        krippendorff.alpha(reliability_data=first, level_of_measurement="interval"), abs=1e-4)
+    rows = {row["username"]: row for row in quality["annotators"]}
+    assert rows[a.username]["gold_accuracy"] == 1.0 and rows[b.username]["gold_accuracy"] == 0.75
+    disputes = step_disputes(project=project)
+    assert [d["item"] for d in disputes] == [items[1]]
+    assert disputes[0]["majority"] == [1, None, None, None]
+    client.force_login(researcher)
+    assert client.get(reverse("annotate:quality", args=[project.pk])).status_code == 200
+    assert "Solution" in client.get(reverse("annotate:review", args=[project.pk])).content.decode()
+    client.post(reverse("annotate:adjudicate", args=[project.pk, items[1].pk]),
+                {"final_0": "1", "final_1": "-1", "final_2": "", "final_3": "", "outcome": "incorrect"})
+    items[1].refresh_from_db()
+    assert items[1].final_ratings == [1, -1, None, None] and items[1].final_outcome == "incorrect"
+    assert step_disputes(project=project) == []
