@@ -33,6 +33,17 @@ DEFAULT_POINTWISE_TEMPLATE = """Rate the response to the conversation below for 
 {question} Answer with a number from 1 (worst) to 10 (best)."""
 
 
+DEFAULT_STEP_TEMPLATE = """Check a solution to the problem below one step at a time.
+
+[Problem]
+{conversation}
+
+[Solution so far]
+{steps}
+
+Is step {number} correct and a sound continuation of the steps before it? Answer Yes or No."""
+
+
 class Constitution(models.Model):
     """A versioned list of principles (Bai et al. 2022, Constitutional AI, arXiv:2212.08073).
 
@@ -70,6 +81,7 @@ class Judge(models.Model):
     class Mode(models.TextChoices):
         PAIRWISE = "pairwise", "Pairwise preference"
         POINTWISE = "pointwise", "Pointwise score 1-10 of each response"
+        STEPS = "steps", "Step-level verdicts: is each reasoning step correct?"
 
     class PrincipleUse(models.TextChoices):
         SAMPLE_ONE = "sample_one", "One principle per judgment (sampled, reproducibly)"

@@ -14,9 +14,9 @@ from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from annotate.jobs import job_done, job_failure_recorded
-from annotate.models import PairItem, Project
+from annotate.models import PairItem, Project, StepItem, StepLabel
 from annotate.selectors import pair_items_for_project
-from annotate.services import pair_items_prioritize
+from annotate.services import pair_items_prioritize, step_labels_store
 from judges.models import DEFAULT_QUESTION, AIJudgment, Judge, JudgeRun
 from synth.backends.base import Backend, Sampling
 from synth.services import endpoint_backend
@@ -155,6 +155,49 @@ def judgment_combine(*, debiasing: str, prob_a_ab: float, prob_a_ba: float | Non
         return (v_ab, (prob_a_ab + prob_a_ba) / 2) if v_ab == v_ba else ("tie", 0.5)
     average = (prob_a_ab + prob_a_ba) / 2
     return _verdict(average), average
+
+
+def step_prompt(*, template: str, conversation: Sequence[dict], steps: Sequence[str], index: int) -> list[dict]:
+    """The judge's input for step ``index`` (0-based): the problem and the steps up to it."""
+    shown = "\n".join(f"Step {i + 1}: {text}" for i, text in enumerate(steps[: index + 1]))
+    values = {"conversation": conversation_render(conversation), "steps": shown, "number": str(index + 1),
+              "step": steps[index]}
+    return [{"role": "user", "content": _STEP_PLACEHOLDER.sub(lambda m: values[m.group(1)], template)}]
+
+
+_STEP_PLACEHOLDER = re.compile(r"\{(conversation|steps|number|step)\}")
+_YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+
+
+def step_items_judge(*, judge: Judge, items: Sequence[StepItem], backend: Backend | None = None) -> list[StepLabel]:
+    """Rate every step of each solution (+1 when the judge says the step is correct, -1 otherwise)
+    and store the ratings as one AI label per solution, named after the judge and its version."""
+    backend = backend or endpoint_backend(endpoint=judge.endpoint)
+    prompts, index = [], []
+    for item in items:
+        for i in range(len(item.steps)):
+            prompts.append(step_prompt(template=judge.template, conversation=item.prompt.messages, steps=item.steps,
+                                       index=i))
+            index.append((item.pk, i))
+    if judge.verdict_method == Judge.VerdictMethod.LOGPROB:
+        probs = [_two_way(yes, no) for yes, no in backend.score(prompts, [["Yes", "No"]] * len(prompts))]
+    else:
+        k = max(1, judge.votes)
+        texts = backend.generate(prompts, Sampling(max_new_tokens=judge.max_new_tokens, n=k,
+                                                   temperature=judge.temperature if k > 1 else 0.0))
+        probs = []
+        for samples in texts:
+            votes = [(found[-1].lower() == "yes") if (found := _YES_NO.findall(t)) else None for t in samples]
+            probs.append(sum(1.0 if v else 0.5 if v is None else 0.0 for v in votes) / len(votes))
+    ratings: dict[int, list] = {item.pk: [None] * len(item.steps) for item in items}
+    for (item_id, i), p in zip(index, probs, strict=True):
+        ratings[item_id][i] = 1 if p > 0.5 else -1 if p < 0.5 else 0
+    return [step_labels_store(item=item, source=StepLabel.Source.AI, source_name=judge_source_name(judge=judge),
+                              ratings=ratings[item.pk]) for item in items]
+
+
+def judge_source_name(*, judge: Judge) -> str:
+    return f"{judge.name} v{judge.template_version}"
 
 
 def judge_questions(*, judge: Judge) -> list[tuple[str, str]]:
@@ -296,10 +339,18 @@ def judge_run_execute(*, run_id: int, batch_size: int = 8, chunk_size: int | Non
         run.save(update_fields=["status", "error"])
     judge = run.judge
     with job_failure_recorded(run):
-        judged = AIJudgment.objects.filter(judge=judge, template_version=judge.template_version, item=OuterRef("pk"))
-        pending = pair_items_for_project(project=run.project).exclude(Exists(judged)).order_by("id")
-        done_count = AIJudgment.objects.filter(judge=judge, template_version=judge.template_version,
-                                               item__project=run.project).count()
+        steps = run.project.task_kind == Project.TaskKind.STEPS
+        if steps:
+            mine = StepLabel.objects.filter(source=StepLabel.Source.AI, source_name=judge_source_name(judge=judge))
+            pending = (StepItem.objects.filter(project=run.project).select_related("prompt")
+                       .exclude(Exists(mine.filter(item=OuterRef("pk")))).order_by("id"))
+            done_count = mine.filter(item__project=run.project).count()
+        else:
+            judged = AIJudgment.objects.filter(judge=judge, template_version=judge.template_version,
+                                               item=OuterRef("pk"))
+            pending = pair_items_for_project(project=run.project).exclude(Exists(judged)).order_by("id")
+            done_count = AIJudgment.objects.filter(judge=judge, template_version=judge.template_version,
+                                                   item__project=run.project).count()
         remaining = pending.count()
         run.total, run.progress = done_count + remaining, done_count
         run.save(update_fields=["total", "progress"])
@@ -310,12 +361,15 @@ def judge_run_execute(*, run_id: int, batch_size: int = 8, chunk_size: int | Non
                 run.status = JudgeRun.Status.CANCELLED
                 return run
             batch = todo[start : start + batch_size]
-            items_judge(judge=judge, items=batch, run=run, backend=backend)
+            if steps:
+                step_items_judge(judge=judge, items=batch, backend=backend)
+            else:
+                items_judge(judge=judge, items=batch, run=run, backend=backend)
             run.progress += len(batch)
             JudgeRun.objects.filter(pk=run.pk).update(progress=run.progress)
         if len(todo) < remaining:
             return run  # more to do: the caller queues the next chunk
-        if run.project.prioritize_disagreements:
+        if run.project.prioritize_disagreements and not steps:
             disputed_items_prioritize(project=run.project)
         job_done(run)
     return run

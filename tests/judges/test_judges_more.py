@@ -154,3 +154,51 @@ def test_chunked_run_survives_redelivery_and_cancel(pairs, monkeypatch):
     judge_run_cancel(run=run2)
     assert judge_run_execute(run_id=run2.pk).status == "cancelled"
     assert AIJudgment.objects.filter(judge=judge, template_version=judge.template_version).count() == 0
+
+
+class StepChecker:
+    """Says "Yes" unless the last shown step contains "wrong"."""
+
+    def score(self, conversations, candidates):
+        out = []
+        for conversation, cands in zip(conversations, candidates, strict=True):
+            assert cands == ["Yes", "No"]
+            last = re.findall(r"^Step \d+: .*$", conversation[-1]["content"], re.MULTILINE)[-1]
+            out.append([-2.0, -0.1] if "wrong" in last else [-0.1, -2.0])
+        return out
+
+
+def test_step_judge_rates_every_step_and_runs_over_a_steps_project(monkeypatch):
+    from annotate.models import Project, StepLabel
+    from annotate.services import step_item_create
+
+    project = ProjectFactory(task_kind=Project.TaskKind.STEPS)
+    items = [step_item_create(prompt=PromptFactory(project=project), steps=["fine", "wrong here", "fine again"])
+             for _ in range(3)]
+    from judges.models import DEFAULT_STEP_TEMPLATE
+
+    judge = Judge.objects.create(name="stepper", endpoint=endpoint(), mode="steps", template=DEFAULT_STEP_TEMPLATE)
+    monkeypatch.setattr("judges.services.endpoint_backend", lambda endpoint: StepChecker())
+    run = JudgeRun.objects.create(judge=judge, project=project)
+    assert judge_run_execute(run_id=run.pk).status == "done"
+    labels = StepLabel.objects.filter(item__in=items, source="ai", source_name="stepper v1")
+    assert labels.count() == 3
+    assert all(label.ratings == [1, -1, 1] and label.finish_reason == "found_error" for label in labels)
+    run2 = JudgeRun.objects.create(judge=judge, project=project)
+    assert judge_run_execute(run_id=run2.pk).total == 3 and labels.count() == 3  # idempotent
+
+
+@pytest.mark.slow
+def test_step_judge_on_the_tiny_model(tiny_endpoint):
+    from annotate.models import Project
+    from annotate.services import step_item_create
+    from judges.models import DEFAULT_STEP_TEMPLATE
+    from judges.services import step_items_judge
+
+    project = ProjectFactory(task_kind=Project.TaskKind.STEPS)
+    item = step_item_create(prompt=PromptFactory(project=project), steps=["2 + 2 = 4", "4 * 3 = 12", "So 12."])
+    for method in ("logprob", "generate"):
+        judge = Judge.objects.create(name=f"tiny-{method}", endpoint=tiny_endpoint, mode="steps",
+                                     template=DEFAULT_STEP_TEMPLATE, verdict_method=method, max_new_tokens=4)
+        label, = step_items_judge(judge=judge, items=[item])
+        assert len(label.ratings) == 3 and set(label.ratings) <= {1, 0, -1}
