@@ -15,21 +15,23 @@ from rest_framework.response import Response
 
 from annotate.importers import FORMATS
 from annotate.imports import import_job_create, import_job_progress
-from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, Verdict
+from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, StepItem, StepLabel, Verdict
 from annotate.quality import disputed_items, project_quality
 from annotate.selectors import (
     pair_item_get_in_project,
     project_get_for_user,
     project_list_for_user,
     project_stats,
+    step_item_get_in_project,
 )
 from annotate.services import (
+    item_lease_next,
+    item_skip,
     pair_item_adjudicate,
-    pair_item_lease_next,
-    pair_item_skip,
     pair_label_submit,
     project_create,
     project_update,
+    step_label_submit,
 )
 from annotate.views import presentation_order
 
@@ -100,16 +102,74 @@ def project_detail(request: Request, project_id: int) -> Response:
     return Response({**ProjectSerializer(project).data, "stats": project_stats(project=project, user=request.user)})
 
 
+class StepItemSerializer(serializers.ModelSerializer):
+    messages = serializers.JSONField(source="prompt.messages")
+
+    class Meta:
+        model = StepItem
+        fields = ["id", "project", "messages", "steps", "reference_answer", "ground_truth_solution"]
+
+    def to_representation(self, item: StepItem) -> dict:
+        data = super().to_representation(item)
+        if not item.project.show_reference:  # hidden from annotators when the project says so
+            data.pop("reference_answer")
+            data.pop("ground_truth_solution")
+        return data
+
+
 @extend_schema(responses={200: NextItemSerializer, 204: OpenApiResponse(description="Nothing left to label.")})
 @api_view(["GET"])
 def next_item(request: Request, project_id: int) -> Response:
-    """Lease the next pair to label, with the side order to show it in."""
+    """Lease the next item to label: a pair (with the side order to show it in) or, in a steps
+    project, a solution to rate step by step."""
     project = project_get_for_user(user=request.user, project_id=project_id)
-    item = pair_item_lease_next(project=project, user=request.user)
+    item = item_lease_next(project=project, user=request.user)
     if item is None:
         return Response(status=status.HTTP_204_NO_CONTENT)
+    if isinstance(item, StepItem):
+        item.project = project
+        return Response({**StepItemSerializer(item).data, "mode": project.step_mode})
     item.shown_order = presentation_order(user_id=request.user.pk, item_id=item.pk)
     return Response(NextItemSerializer(item).data)
+
+
+class StepLabelInSerializer(serializers.Serializer):
+    ratings = serializers.ListField(child=serializers.IntegerField(allow_null=True, min_value=-1, max_value=1))
+    finish_reason = serializers.ChoiceField(choices=StepLabel.FinishReason.choices, default="solution")
+    outcome = serializers.ChoiceField(choices=StepLabel.Outcome.choices, default="", allow_blank=True)
+    flags = serializers.ListField(child=serializers.IntegerField(min_value=0), default=list)
+    corrected_step_index = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    corrected_step = serializers.CharField(required=False, allow_blank=True, default="", max_length=20000)
+    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+
+
+class StepLabelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = StepLabel
+        fields = ["id", "item", "ratings", "flags", "finish_reason", "outcome", "corrected_step_index",
+                  "corrected_step", "time_spent_ms", "created_at", "updated_at"]
+
+
+@extend_schema(request=StepLabelInSerializer, responses={201: StepLabelSerializer})
+@api_view(["POST"])
+def step_label_submit_api(request: Request, project_id: int, item_id: int) -> Response:
+    """Rate a solution's steps: one of 1, 0, -1 or null per step (null: not labeled)."""
+    item = step_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
+    data = StepLabelInSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    try:
+        label = step_label_submit(item=item, annotator=request.user, **data.validated_data)
+    except ValidationError as exc:
+        return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+    return Response(StepLabelSerializer(label).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(request=None, responses={204: OpenApiResponse(description="Skipped.")})
+@api_view(["POST"])
+def step_skip_api(request: Request, project_id: int, item_id: int) -> Response:
+    item_skip(item=step_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id),
+              user=request.user)
+    return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 def _item_in_project(request: Request, project_id: int, item_id: int) -> PairItem:
@@ -134,9 +194,9 @@ def label_submit(request: Request, project_id: int, item_id: int) -> Response:
 
 @extend_schema(request=None, responses={204: OpenApiResponse(description="Skipped.")})
 @api_view(["POST"])
-def item_skip(request: Request, project_id: int, item_id: int) -> Response:
+def pair_skip(request: Request, project_id: int, item_id: int) -> Response:
     """Skip an item: it is not served to you again."""
-    pair_item_skip(item=_item_in_project(request, project_id, item_id), user=request.user)
+    item_skip(item=_item_in_project(request, project_id, item_id), user=request.user)
     return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -190,19 +190,12 @@ def item_lease_next(*, project: Project, user: AbstractBaseUser) -> PairItem | S
     return getattr(slot, kind.field)
 
 
-# The pairwise names used across the code base.
-pair_item_lease_next = item_lease_next
-
-
 @transaction.atomic
 def item_skip(*, item: PairItem | StepItem, user: AbstractBaseUser) -> None:
     """Skip an item: it is never served to this annotator again and its slot is freed at once."""
     field = STEPS.field if isinstance(item, StepItem) else PAIRS.field
     ItemSkip.objects.get_or_create(**{field: item}, annotator=user)
     ItemSlot.objects.filter(**{field: item}, annotator=user, done=False).update(annotator=None, leased_until=None)
-
-
-pair_item_skip = item_skip
 
 
 def _slot_close(*, field: str, item: PairItem | StepItem, annotator: AbstractBaseUser) -> None:

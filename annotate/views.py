@@ -30,7 +30,6 @@ from annotate.services import (
     item_lease_next,
     item_skip,
     pair_item_adjudicate,
-    pair_item_skip,
     pair_label_submit,
     step_item_adjudicate,
     step_label_submit,
@@ -193,7 +192,7 @@ def annotate_submit(request: HttpRequest, project_id: int, item_id: int) -> Http
 @require_POST
 def annotate_skip(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
     item = pair_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
-    pair_item_skip(item=item, user=request.user)
+    item_skip(item=item, user=request.user)
     if request.htmx:
         return annotate_next(request, project_id)
     return redirect("annotate:annotate", project_id=project_id)

@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from annotate.models import ItemSkip, ItemSlot, PairLabel
 from annotate.services import (
-    pair_item_lease_next,
-    pair_item_skip,
+    item_lease_next,
+    item_skip,
     pair_items_prioritize,
     pair_label_submit,
     project_update,
@@ -29,7 +29,7 @@ def test_each_item_gets_k_labels_from_different_annotators():
     served = {u.pk: [] for u in users}
     for _ in range(3):
         for user in users:
-            item = pair_item_lease_next(project=project, user=user)
+            item = item_lease_next(project=project, user=user)
             if item is not None:
                 served[user.pk].append(item.pk)
                 pair_label_submit(item=item, annotator=user, verdict="A")
@@ -38,28 +38,28 @@ def test_each_item_gets_k_labels_from_different_annotators():
     counts = {item.pk: PairLabel.objects.filter(item=item).count() for item in items}
     assert counts == {item.pk: 2 for item in items}
     assert not ItemSlot.objects.filter(project=project, done=False).exists()
-    assert all(pair_item_lease_next(project=project, user=u) is None for u in users)
+    assert all(item_lease_next(project=project, user=u) is None for u in users)
 
 
 def test_a_held_lease_is_served_again_and_expired_leases_come_back():
     project = ProjectFactory(overlap=1, lease_minutes=30)
     first, second = PairItemFactory(project=project), PairItemFactory(project=project)
     alice, bob = UserFactory(), UserFactory()
-    assert pair_item_lease_next(project=project, user=alice) == first
-    assert pair_item_lease_next(project=project, user=alice) == first  # reload: same item
-    assert pair_item_lease_next(project=project, user=bob) == second  # first is leased to alice
+    assert item_lease_next(project=project, user=alice) == first
+    assert item_lease_next(project=project, user=alice) == first  # reload: same item
+    assert item_lease_next(project=project, user=bob) == second  # first is leased to alice
     ItemSlot.objects.filter(item=first).update(leased_until=timezone.now() - timedelta(seconds=1))
     carol = UserFactory()
-    assert pair_item_lease_next(project=project, user=carol) == first  # alice abandoned it
+    assert item_lease_next(project=project, user=carol) == first  # alice abandoned it
 
 
 def test_a_late_label_still_counts_and_nothing_is_lost():
     project = ProjectFactory(overlap=1)
     item = PairItemFactory(project=project)
     alice, bob = UserFactory(), UserFactory()
-    pair_item_lease_next(project=project, user=alice)
+    item_lease_next(project=project, user=alice)
     ItemSlot.objects.filter(item=item).update(leased_until=timezone.now() - timedelta(minutes=1))
-    assert pair_item_lease_next(project=project, user=bob) == item
+    assert item_lease_next(project=project, user=bob) == item
     pair_label_submit(item=item, annotator=bob, verdict="B")
     pair_label_submit(item=item, annotator=alice, verdict="A")  # alice answers after her lease ran out
     assert PairLabel.objects.filter(item=item).count() == 2
@@ -70,11 +70,11 @@ def test_skip_frees_the_slot_and_is_not_served_again():
     project = ProjectFactory(overlap=1)
     first, second = PairItemFactory(project=project), PairItemFactory(project=project)
     alice, bob = UserFactory(), UserFactory()
-    assert pair_item_lease_next(project=project, user=alice) == first
-    pair_item_skip(item=first, user=alice)
+    assert item_lease_next(project=project, user=alice) == first
+    item_skip(item=first, user=alice)
     assert ItemSkip.objects.filter(item=first, annotator=alice).exists()
-    assert pair_item_lease_next(project=project, user=alice) == second
-    assert pair_item_lease_next(project=project, user=bob) == first  # the freed slot
+    assert item_lease_next(project=project, user=alice) == second
+    assert item_lease_next(project=project, user=bob) == first  # the freed slot
 
 
 def test_priority_serves_disputed_items_first():
@@ -84,7 +84,7 @@ def test_priority_serves_disputed_items_first():
     served = []
     for _ in range(4):
         user = UserFactory()
-        served.append(pair_item_lease_next(project=project, user=user))
+        served.append(item_lease_next(project=project, user=user))
     assert served == [items[2], items[3], items[0], items[1]]
 
 
@@ -94,9 +94,9 @@ def test_gold_items_are_served_at_the_gold_rate_to_everyone():
     normal = PairItemFactory(project=project)
     for _ in range(2):
         user = UserFactory()
-        assert pair_item_lease_next(project=project, user=user) == gold
+        assert item_lease_next(project=project, user=user) == gold
         pair_label_submit(item=gold, annotator=user, verdict="A")
-        assert pair_item_lease_next(project=project, user=user) == normal  # gold done: back to the queue
+        assert item_lease_next(project=project, user=user) == normal  # gold done: back to the queue
     assert not ItemSlot.objects.filter(item=gold).exists()
     assert ItemSlot.objects.filter(item=normal).count() == 2
 
@@ -119,7 +119,7 @@ def test_next_and_submit_take_a_fixed_number_of_queries(client, django_assert_nu
         PairItemFactory(project=project)
     for _ in range(size // 2):  # other people's work in progress
         other = UserFactory()
-        pair_label_submit(item=pair_item_lease_next(project=project, user=other), annotator=other, verdict="B")
+        pair_label_submit(item=item_lease_next(project=project, user=other), annotator=other, verdict="B")
     client.force_login(member.user)
     url = reverse("api_next_item", args=[project.pk])
     client.get(reverse("api_project_list"))  # the session is loaded once per test client
@@ -146,7 +146,7 @@ def test_concurrent_annotators_never_get_the_same_slot():
     def annotate(user):
         try:
             barrier.wait()
-            item = pair_item_lease_next(project=project, user=user)
+            item = item_lease_next(project=project, user=user)
             got[user.pk] = item.pk if item else None
         except Exception as exc:  # pragma: no cover - reported below
             errors.append(exc)

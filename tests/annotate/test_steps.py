@@ -150,3 +150,23 @@ def test_step_quality_agreement_gold_disputes_and_review(client):
     items[1].refresh_from_db()
     assert items[1].final_ratings == [1, -1, None, None] and items[1].final_outcome == "incorrect"
     assert step_disputes(project=project) == []
+
+
+def test_steps_api_next_label_skip_and_hidden_reference(client):
+    project = ProjectFactory(task_kind=Project.TaskKind.STEPS, show_reference=False)
+    member = MembershipFactory(project=project)
+    first, second = make_items(project, 2)
+    client.force_login(member.user)
+    data = client.get(reverse("api_next_item", args=[project.pk])).json()
+    assert data["id"] == first.pk and data["steps"] == STEPS and "reference_answer" not in data
+    url = reverse("api_step_label_submit", args=[project.pk, first.pk])
+    bad = client.post(url, {"ratings": [1, 1]}, content_type="application/json")
+    assert bad.status_code == 400 and "ratings" in bad.json()
+    ok = client.post(url, {"ratings": [1, 1, -1, -1], "finish_reason": "found_error", "outcome": "incorrect"},
+                     content_type="application/json")
+    assert ok.status_code == 201 and ok.json()["ratings"] == [1, 1, -1, -1]
+    assert client.post(reverse("api_step_skip", args=[project.pk, second.pk])).status_code == 204
+    assert client.get(reverse("api_next_item", args=[project.pk])).status_code == 204
+    outsider = MembershipFactory().user
+    client.force_login(outsider)
+    assert client.post(url, {"ratings": [1, 1, 1, 1]}, content_type="application/json").status_code == 404

@@ -116,7 +116,7 @@ def test_template_placeholders_in_responses_are_not_substituted():
 
 def test_disputed_items_are_prioritized_for_people(biased_items):
     from annotate.models import ItemSlot
-    from annotate.services import pair_item_lease_next
+    from annotate.services import item_lease_next
     from judges.services import disputed_items_prioritize
     from tests.factories import UserFactory
 
@@ -131,7 +131,7 @@ def test_disputed_items_are_prioritized_for_people(biased_items):
     priority = dict(ItemSlot.objects.filter(project=project).values_list("item_id", "priority"))
     for item in biased_items:
         assert priority[item.pk] == (1 if truth(item) == "A" else 2)
-    served = pair_item_lease_next(project=project, user=UserFactory())
+    served = item_lease_next(project=project, user=UserFactory())
     assert truth(served) == "B"  # judges disagree on it: people see it first
 
 
