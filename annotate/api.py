@@ -33,6 +33,7 @@ from annotate.services import (
     project_update,
     step_label_submit,
 )
+from annotate.step_importers import STEP_FORMATS
 from annotate.views import presentation_order
 
 
@@ -222,7 +223,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
 
 class ImportUploadSerializer(serializers.Serializer):
     file = serializers.FileField()
-    format = serializers.ChoiceField(choices=list(FORMATS), default="auto")
+    format = serializers.ChoiceField(choices=list({**FORMATS, **STEP_FORMATS}), default="auto")
 
 
 @extend_schema(request={"multipart/form-data": ImportUploadSerializer},

@@ -30,11 +30,13 @@ class ImportForm(forms.Form):
     file = forms.FileField()
     format = forms.ChoiceField(choices=[])
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, steps: bool = False, **kwargs):
         from annotate.importers import FORMATS
+        from annotate.step_importers import STEP_FORMATS
 
         super().__init__(*args, **kwargs)
-        self.fields["format"].choices = [(k, f"{k}: {v}") for k, v in FORMATS.items()]
+        formats = STEP_FORMATS if steps else FORMATS
+        self.fields["format"].choices = [(k, f"{k}: {v}") for k, v in formats.items()]
 
 
 class AdjudicationForm(forms.Form):

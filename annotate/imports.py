@@ -20,8 +20,14 @@ from django.utils import timezone
 from annotate.importers import ImportError_, items_import
 from annotate.models import ImportJob, Project
 from annotate.services import slots_ensure
+from annotate.step_importers import step_items_import
 
 log = logging.getLogger(__name__)
+
+
+def importer_for(project: Project):
+    """The import function for the project's kind: pairs or solutions split into steps."""
+    return step_items_import if project.task_kind == Project.TaskKind.STEPS else items_import
 
 
 def _progress_path(job: ImportJob) -> Path:
@@ -71,8 +77,8 @@ def import_job_run(*, job_id: int) -> ImportJob:
         progress_file.write_text(json.dumps({"rows": rows}))
 
     try:
-        result = items_import(project=job.project, path=settings.MEDIA_ROOT / job.path, fmt=job.format,
-                              display_name=job.file_name, progress=progress)
+        result = importer_for(job.project)(project=job.project, path=settings.MEDIA_ROOT / job.path,
+                                           fmt=job.format, display_name=job.file_name, progress=progress)
         slots_ensure(project=job.project)
     except ImportError_ as exc:
         job.status, job.error = ImportJob.Status.FAILED, str(exc)

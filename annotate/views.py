@@ -203,7 +203,8 @@ def annotate_skip(request: HttpRequest, project_id: int, item_id: int) -> HttpRe
 def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
     """Upload a file; a worker imports it (all or nothing) and the page shows its progress."""
     project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
-    form = ImportForm(request.POST or None, request.FILES or None)
+    form = ImportForm(request.POST or None, request.FILES or None,
+                      steps=project.task_kind == Project.TaskKind.STEPS)
     if request.method == "POST" and form.is_valid():
         job = import_job_create(project=project, upload=form.cleaned_data["file"], fmt=form.cleaned_data["format"],
                                 user=request.user)

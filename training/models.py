@@ -10,15 +10,20 @@ from annotate.jobs import JobStatus
 class DatasetSnapshot(models.Model):
     class Format(models.TextChoices):
         PREFERENCE = "preference", "Preference (prompt, chosen, rejected)"
+        STEPWISE = "stepwise", "TRL stepwise supervision (prompt, completions, labels)"
+        PRM800K = "prm800k", "PRM800K-like, every rating kept"
+        OUTCOME = "outcome", "Outcome (prompt, completion, label)"
 
     class Source(models.TextChoices):
         HUMAN = "human", "Human labels"
         AI = "ai", "AI judgments"
         BOTH = "both", "Human labels, AI judgments where no human label"
+        AUTO = "auto", "Automatic step labels (imported or computed)"
 
     project = models.ForeignKey("annotate.Project", on_delete=models.PROTECT, related_name="snapshots")
     name = models.CharField(max_length=200)
     format = models.CharField(max_length=20, choices=Format.choices, default=Format.PREFERENCE)
+    options = models.JSONField(default=dict, blank=True, help_text='e.g. {"neutral": "positive"} for stepwise')
     source = models.CharField(max_length=10, choices=Source.choices, default=Source.HUMAN)
     file = models.CharField(max_length=500, help_text="Path of the JSONL file, relative to MEDIA_ROOT.")
     manifest = models.JSONField(default=dict, help_text="Lineage: which items, labels and judgments made each row.")

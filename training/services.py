@@ -25,6 +25,7 @@ from judges.models import AIJudgment
 from synth.models import ModelEndpoint
 from synth.services import endpoint_model_dir
 from training.models import DatasetSnapshot, TrainingJob
+from training.step_exports import outcome_rows, prm800k_rows, stepwise_rows
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +80,41 @@ def preference_rows(*, project: Project, source: str, weighted: bool = False) ->
     return rows, lineage
 
 
+STEP_FORMATS = {"stepwise", "prm800k", "outcome"}
+
+
+def export_rows(*, project: Project, fmt: str, source: str, weighted: bool = False,
+                neutral: str = "positive") -> tuple[list[dict], list[dict]]:
+    """The rows of an export and their lineage, for any format the project's kind supports."""
+    steps = project.task_kind == Project.TaskKind.STEPS
+    if steps != (fmt in STEP_FORMATS):
+        raise ValidationError({"format": f"{fmt!r} does not apply to a {project.get_task_kind_display()} project"})
+    try:
+        if fmt == DatasetSnapshot.Format.STEPWISE:
+            return stepwise_rows(project=project, source=source, neutral=neutral)
+        if fmt == DatasetSnapshot.Format.PRM800K:
+            return prm800k_rows(project=project, source=None if source == "both" else source)
+        if fmt == DatasetSnapshot.Format.OUTCOME:
+            return outcome_rows(project=project, source=source)
+    except ValueError as exc:
+        raise ValidationError({"source": str(exc)}) from None
+    if source == DatasetSnapshot.Source.AUTO:
+        raise ValidationError({"source": "preference exports come from people or AI judges"})
+    return preference_rows(project=project, source=source, weighted=weighted)
+
+
 @transaction.atomic
 def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HUMAN, name: str = "",
-                    weighted: bool = False) -> DatasetSnapshot:
-    """Export the project's preferences as an immutable JSONL file with a manifest and sha256."""
+                    weighted: bool = False, fmt: str = DatasetSnapshot.Format.PREFERENCE,
+                    neutral: str = "positive") -> DatasetSnapshot:
+    """Export the project's labels as an immutable JSONL file with a manifest and sha256."""
     if source not in DatasetSnapshot.Source.values:
         raise ValidationError({"source": f"{source!r} is not one of {DatasetSnapshot.Source.values}"})
-    rows, lineage = preference_rows(project=project, source=source, weighted=weighted)
+    if fmt not in DatasetSnapshot.Format.values:
+        raise ValidationError({"format": f"{fmt!r} is not one of {DatasetSnapshot.Format.values}"})
+    rows, lineage = export_rows(project=project, fmt=fmt, source=source, weighted=weighted, neutral=neutral)
     if not rows:
-        raise ValidationError(f"Project {project.name!r} has no {source} preference to export yet.")
+        raise ValidationError(f"Project {project.name!r} has no {source} labels to export as {fmt} yet.")
     body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
     digest = hashlib.sha256(body).hexdigest()
     name = name or f"{project.name}-{source}-{timezone.now():%Y%m%d-%H%M%S}-{digest[:8]}"
@@ -99,11 +126,12 @@ def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HU
         partial = path.with_suffix(".partial")
         partial.write_bytes(body)
         partial.rename(path)
-    manifest = {"project": {"id": project.pk, "name": project.name}, "format": "preference", "source": source,
-                "aggregation": "strength-weighted majority" if weighted else "majority", "adjudications": "final",
+    options = {"neutral": neutral} if fmt == DatasetSnapshot.Format.STEPWISE else {"weighted": weighted}
+    manifest = {"project": {"id": project.pk, "name": project.name}, "format": fmt, "source": source,
+                "options": options, "adjudications": "final",
                 "rows": len(rows), "sha256": digest, "created_at": timezone.now().isoformat(), "lineage": lineage}
-    return DatasetSnapshot.objects.create(project=project, name=name, source=source, file=str(relative),
-                                          manifest=manifest, sha256=digest, rows=len(rows))
+    return DatasetSnapshot.objects.create(project=project, name=name, source=source, format=fmt, options=options,
+                                          file=str(relative), manifest=manifest, sha256=digest, rows=len(rows))
 
 
 def snapshot_path(*, snapshot: DatasetSnapshot) -> Path:

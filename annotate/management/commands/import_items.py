@@ -1,27 +1,37 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.importers import FORMATS, ImportError_, items_import
+from annotate.importers import FORMATS, ImportError_
+from annotate.imports import importer_for
 from annotate.models import Project
+from annotate.step_importers import STEP_FORMATS
+
+ALL_FORMATS = {**FORMATS, **STEP_FORMATS}
 
 
 class Command(BaseCommand):
-    help = "Import pair items from a file (JSONL, CSV or JSON) into a project, all or nothing. Formats: " + "; ".join(
-        f"{k} ({v})" for k, v in FORMATS.items())
+    help = ("Import items from a file (JSONL, CSV or JSON) into a project, all or nothing; pairs into a "
+            "pairwise project, solutions split into steps into a steps project. Pair formats: "
+            + "; ".join(f"{k} ({v})" for k, v in FORMATS.items() if k != "auto")
+            + ". Step formats: " + "; ".join(f"{k} ({v})" for k, v in STEP_FORMATS.items() if k != "auto") + ".")
 
     def add_arguments(self, parser):
         parser.add_argument("file")
         parser.add_argument("--project", required=True, help="project name (created if --create)")
-        parser.add_argument("--format", default="auto", choices=list(FORMATS))
+        parser.add_argument("--format", default="auto", choices=list(ALL_FORMATS))
         parser.add_argument("--create", action="store_true", help="create the project if it does not exist")
+        parser.add_argument("--kind", default="pairwise", choices=Project.TaskKind.values,
+                            help="task kind of a project made with --create")
 
-    def handle(self, *args, file, project, format, create, **options):
+    def handle(self, *args, file, project, format, create, kind, **options):
         obj = Project.objects.filter(name=project).first()
         if obj is None:
             if not create:
                 raise CommandError(f"No project named {project!r} (use --create to make it).")
-            obj = Project.objects.create(name=project)
+            obj = Project.objects.create(name=project, task_kind=kind)
         try:
-            result = items_import(project=obj, path=file, fmt=format)
+            result = importer_for(obj)(project=obj, path=file, fmt=format)
         except (ImportError_, OSError) as exc:
             raise CommandError(str(exc)) from None
-        self.stdout.write(self.style.SUCCESS(f"imported {result.items} pairs ({result.format}) into {obj.name}"))
+        what = "step items" if obj.task_kind == Project.TaskKind.STEPS else "pairs"
+        self.stdout.write(self.style.SUCCESS(
+            f"imported {result.items} {what} from {result.rows} records ({result.format}) into {obj.name}"))
