@@ -52,14 +52,17 @@ def pair_item_get_in_project(*, user: User, project_id: int, item_id: int) -> Pa
 
 def project_stats(*, project: Project, user: User | None = None) -> dict:
     """Counts for the project page: items, open slots, labels (and the user's own)."""
-    counts = PairItem.objects.filter(project=project).aggregate(
+    steps = project.task_kind == Project.TaskKind.STEPS
+    items, labels = (StepItem, StepLabel.objects.filter(source=StepLabel.Source.HUMAN)) if steps else (
+        PairItem, PairLabel.objects.all())
+    counts = items.objects.filter(project=project).aggregate(
         items=Count("id"), gold=Count("id", filter=Q(is_gold=True)))
     counts.update(ItemSlot.objects.filter(project=project).aggregate(
         slots=Count("id"), open_slots=Count("id", filter=Q(done=False))))
-    counts["labels"] = PairLabel.objects.filter(item__project=project).count()
+    counts["labels"] = labels.filter(item__project=project).count()
     counts["prompts"] = project.prompts.count()
     if user is not None and user.is_authenticated:
-        counts["mine"] = PairLabel.objects.filter(item__project=project, annotator=user).count()
+        counts["mine"] = labels.filter(item__project=project, annotator=user).count()
     return counts
 
 

@@ -32,8 +32,10 @@ from annotate.services import (
     pair_item_adjudicate,
     pair_label_submit,
     step_item_adjudicate,
+    step_item_resplit,
     step_label_submit,
 )
+from annotate.step_importers import steps_split
 from annotate.step_quality import step_disputes, step_project_quality
 
 
@@ -55,9 +57,12 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, project_id=project_id)
     role = project_role_for_user(project=project, user=request.user)
     stats = project_stats(project=project, user=request.user)
+    is_researcher = role == Membership.Role.RESEARCHER
+    solutions = (StepItem.objects.filter(project=project).select_related("prompt").order_by("id")[:50]
+                 if is_researcher and project.task_kind == Project.TaskKind.STEPS else [])
     return render(request, "annotate/project_detail.html",
-                  {"project": project, "role": role, "stats": stats,
-                   "is_researcher": role == Membership.Role.RESEARCHER})
+                  {"project": project, "role": role, "stats": stats, "is_researcher": is_researcher,
+                   "solutions": solutions})
 
 
 def _item_context(request: HttpRequest, project, item: PairItem | None, *, form: PairLabelForm | None = None,
@@ -273,3 +278,30 @@ def _review_steps(request: HttpRequest, project: Project, item_id: int | None) -
     return render(request, "annotate/step_review.html", {
         "project": project, "show_all": show_all,
         "disputes": step_disputes(project=project, include_adjudicated=show_all)})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def solution_split(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
+    """Researchers: see how a solution was split into steps and correct it before anyone labels it,
+    by re-splitting the original text with a rule or by editing the steps (one per block)."""
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    item = step_item_get_in_project(user=request.user, project_id=project.pk, item_id=item_id)
+    error = ""
+    if request.method == "POST":
+        rule = request.POST.get("rule", StepItem.SplitRule.GIVEN)
+        try:
+            if rule == StepItem.SplitRule.GIVEN:
+                steps = [s.strip() for s in request.POST.get("steps", "").split("\n---\n")]
+            else:
+                steps = steps_split(item.solution_text or "\n\n".join(item.steps), rule)
+            step_item_resplit(item=item, steps=steps, split_rule=rule)
+        except (ValueError, ValidationError) as exc:
+            error = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        else:
+            messages.success(request, f"Solution {item.pk} now has {len(item.steps)} steps.")
+            return redirect("annotate:solution_split", project_id=project.pk, item_id=item.pk)
+    return render(request, "annotate/solution_split.html", {
+        "project": project, "item": item, "error": error, "rules": StepItem.SplitRule.choices,
+        "labeled": StepLabel.objects.filter(item=item).exists(), "steps_text": "\n---\n".join(item.steps)},
+        status=422 if error else 200)

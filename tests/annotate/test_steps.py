@@ -170,3 +170,24 @@ def test_steps_api_next_label_skip_and_hidden_reference(client):
     outsider = MembershipFactory().user
     client.force_login(outsider)
     assert client.post(url, {"ratings": [1, 1, 1, 1]}, content_type="application/json").status_code == 404
+
+
+def test_researcher_corrects_the_split_before_labeling(client):
+    project = ProjectFactory(task_kind=Project.TaskKind.STEPS)
+    researcher = MembershipFactory(project=project, researcher=True).user
+    item = step_item_create(prompt=PromptFactory(project=project), steps=["Step 1: a. Step 2: b."],
+                            solution_text="Step 1: add.\nStep 2: multiply.\nStep 3: done.")
+    client.force_login(researcher)
+    url = reverse("annotate:solution_split", args=[project.pk, item.pk])
+    assert client.get(url).status_code == 200
+    client.post(url, {"rule": "numbered"})
+    item.refresh_from_db()
+    assert item.steps == ["Step 1: add.", "Step 2: multiply.", "Step 3: done."] and item.split_rule == "numbered"
+    client.post(url, {"rule": "given", "steps": "first\n---\nsecond"})
+    item.refresh_from_db()
+    assert item.steps == ["first", "second"]
+    step_label_submit(item=item, annotator=UserFactory(), ratings=[1, 1], finish_reason="solution")
+    response = client.post(url, {"rule": "given", "steps": "x"})
+    assert response.status_code == 422 and "already has labels" in response.content.decode()
+    client.force_login(MembershipFactory(project=project).user)  # annotators cannot
+    assert client.get(url).status_code == 404
