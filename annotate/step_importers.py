@@ -29,6 +29,7 @@ from annotate.importers import (
     ImportError_,
     ImportResult,
     _conversation,
+    _Counter,
     _json_clean,
     _jsonl_records,
     _model_name,
@@ -453,9 +454,6 @@ def step_format_detect(path: str | Path, *, display_name: str | None = None) -> 
     raise ImportError_(path=name, line=0, field="(file)", message="the file has no rows")
 
 
-@dataclass
-class _Counter:
-    rows: int = 0
 
 
 def step_file_parse(path: str | Path, fmt: str = "auto", *, display_name: str | None = None,

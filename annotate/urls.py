@@ -11,7 +11,6 @@ urlpatterns = [
     path("projects/<int:project_id>/annotate/<int:item_id>/", views.annotate_submit, name="annotate_submit"),
     path("projects/<int:project_id>/annotate/<int:item_id>/skip/", views.annotate_skip, name="annotate_skip"),
     path("projects/<int:project_id>/steps/<int:item_id>/", views.steps_submit, name="steps_submit"),
-    path("projects/<int:project_id>/steps/<int:item_id>/skip/", views.steps_skip, name="steps_skip"),
     path("projects/<int:project_id>/solutions/<int:item_id>/split/", views.solution_split, name="solution_split"),
     path("projects/<int:project_id>/import/", views.import_page, name="import"),
     path("projects/<int:project_id>/quality/", views.quality, name="quality"),

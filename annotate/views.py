@@ -161,16 +161,6 @@ def steps_submit(request: HttpRequest, project_id: int, item_id: int) -> HttpRes
 
 @login_required
 @require_POST
-def steps_skip(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
-    item = step_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
-    item_skip(item=item, user=request.user)
-    if request.htmx:
-        return annotate_next(request, project_id)
-    return redirect("annotate:annotate", project_id=project_id)
-
-
-@login_required
-@require_POST
 def annotate_submit(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
     item = pair_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
     project = item.project
@@ -196,8 +186,10 @@ def annotate_submit(request: HttpRequest, project_id: int, item_id: int) -> Http
 @login_required
 @require_POST
 def annotate_skip(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse:
-    item = pair_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
-    item_skip(item=item, user=request.user)
+    """Skip a pair or a solution: it is not served to this annotator again."""
+    project = project_get_for_user(user=request.user, project_id=project_id)
+    fetch = step_item_get_in_project if project.task_kind == Project.TaskKind.STEPS else pair_item_get_in_project
+    item_skip(item=fetch(user=request.user, project_id=project_id, item_id=item_id), user=request.user)
     if request.htmx:
         return annotate_next(request, project_id)
     return redirect("annotate:annotate", project_id=project_id)
