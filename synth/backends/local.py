@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 from dataclasses import dataclass
@@ -38,6 +39,9 @@ class TransformersBackend:
         # What the last single-token `score` call computed: tokens in the prompts, tokens through the
         # model, padding positions and forward passes (for benchmarks and tests).
         self.last_score_stats: dict[str, int] = {}
+        # What one more forward pass costs, in padded tokens, when cutting rows into batches: on a CPU
+        # padding is computed like real tokens and a pass costs little more; an accelerator pads for free.
+        self._pass_overhead = 32 if self.device.type == "cpu" else 2048
 
     def _prompt_ids(self, conversation: Conversation) -> list[int]:
         text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
@@ -107,16 +111,18 @@ class TransformersBackend:
         1. Plan (`prefix_plan`): a prefix common to all prompts (chat template, judge instructions), computed
            once; groups of prompts sharing a longer prefix (a pair's conversation, before the two orders
            diverge), computed once per group; then each prompt's own suffix on top of its group's KV cache.
-        2. Order the groups by suffix length and run them in chunks of at most `batch_size` prompts, so rows
-           of one forward have similar lengths (less padding).
+        2. Group prefixes run in batches of similar lengths, then suffixes in batches of similar lengths
+           (each row's cache gathered from its group, padded), cut by `length_batches`: padding among new
+           tokens costs as much as real tokens, padding in the cache only masked attention.
         3. Only each row's last real position goes through the LM head (`logits_to_keep`): projecting every
            position onto the vocabulary costs a fifth of a small model's compute and most of its memory.
 
-        Rows are right-padded, so padding can sit inside a row (after a short group prefix, before the
+        Rows are right-padded and padding can sit inside a row (after a short group prefix, before the
         suffix): the attention mask masks those positions and the position ids are given explicitly, so every
-        real token sees the same keys at the same positions as in its prompt alone. No padded row is
-        masked entirely (softmax over nothing), since every row starts with a real token.
+        real token sees the same keys at the same positions as in its prompt alone. No row is masked entirely
+        (softmax over nothing): every row starts with a real token.
         """
+        torch = self.torch
         lengths = [len(p) for p in prompts]
         stats = {"prompts": len(prompts), "prompt_tokens": sum(lengths), "computed_tokens": 0,
                  "padded_tokens": 0, "forwards": 0}
@@ -124,44 +130,44 @@ class TransformersBackend:
         results: list[list[float]] = [[] for _ in prompts]
         if not prompts:
             return results
-        common, groups = prefix_plan(prompts, max_group=max(batch_size, 1))
+        common, groups = prefix_plan(prompts)
+        batches = functools.partial(length_batches, max_rows=batch_size, overhead=self._pass_overhead)
         if (not share_prefix or not self._shares_prefix or min(lengths) < 2
                 or (common == 0 and all(len(g.members) == 1 for g in groups))):
-            # Plain: whole prompts, shortest first, one row each.
+            # Plain: whole prompts, similar lengths together.
             order = sorted(range(len(prompts)), key=lambda i: lengths[i])
-            for start in range(0, len(order), batch_size):
-                rows = order[start : start + batch_size]
+            for start, end in batches([lengths[i] for i in order]):
+                rows = order[start:end]
                 _, _, logprobs = self._rows_forward([prompts[i] for i in rows], stats=stats, keep_cache=False)
                 for i, row in zip(rows, logprobs, strict=True):
                     results[i] = row[wanted[i]].tolist()
             return results
-        common_cache, common_mask = None, None
+        common_cache = None
         if common:
-            common_cache, common_mask, _ = self._rows_forward([prompts[0][:common]], stats=stats)
-        groups.sort(key=lambda g: (max(lengths[i] for i in g.members) - g.shared, g.shared))
-        chunks: list[list[PrefixGroup]] = []
-        for group in groups:
-            if chunks and sum(len(g.members) for g in chunks[-1]) + len(group.members) <= batch_size:
-                chunks[-1].append(group)
-            else:
-                chunks.append([group])
-        for chunk in chunks:
-            # The group prefixes, on top of the common prefix.
-            cache, mask = None, None
-            if common_cache is not None:
-                cache = self._cache_rows(common_cache, [0] * len(chunk))
-                mask = common_mask.expand(len(chunk), -1)
-            cache, mask, _ = self._rows_forward([prompts[g.members[0]][common : g.shared] for g in chunk],
-                                                cache=cache, past_mask=mask, stats=stats)
-            # Each prompt's suffix, on top of its group's rows of the cache.
-            owner = [k for k, g in enumerate(chunk) for _ in g.members]
-            members = [i for g in chunk for i in g.members]
-            shared = [g.shared for g in chunk for _ in g.members]
-            _, _, logprobs = self._rows_forward([prompts[i][s:] for i, s in zip(members, shared, strict=True)],
-                                                cache=self._cache_rows(cache, owner), past_mask=mask[owner],
-                                                stats=stats, keep_cache=False)
-            for i, row in zip(members, logprobs, strict=True):
-                results[i] = row[wanted[i]].tolist()
+            common_cache, _, _ = self._rows_forward([prompts[0][:common]], stats=stats)
+        for window in _windows(groups, max_prompts=_WINDOW_BATCHES * batch_size):
+            # The group prefixes, on top of the common prefix: where each group's KV rows are.
+            kv: dict[int, tuple] = {}
+            by_prefix = sorted(window, key=lambda k: groups[k].shared)
+            for start, end in batches([groups[k].shared - common for k in by_prefix]):
+                batch = by_prefix[start:end]
+                cache, mask = None, None
+                if common_cache is not None:
+                    cache = self._cache_rows(common_cache, [0] * len(batch))
+                    mask = torch.ones((len(batch), common), dtype=torch.long, device=self.device)
+                cache, _, _ = self._rows_forward([prompts[groups[k].members[0]][common : groups[k].shared]
+                                                  for k in batch], cache=cache, past_mask=mask, stats=stats)
+                kv.update((k, (cache, row)) for row, k in enumerate(batch))
+            # Each prompt's suffix, on top of its group's prefix.
+            members = sorted(((i, k) for k in window for i in groups[k].members),
+                             key=lambda m: lengths[m[0]] - groups[m[1]].shared)
+            for start, end in batches([lengths[i] - groups[k].shared for i, k in members]):
+                batch = members[start:end]
+                cache, mask = self._cache_gather([(*kv[k], groups[k].shared) for _, k in batch])
+                _, _, logprobs = self._rows_forward([prompts[i][groups[k].shared :] for i, k in batch],
+                                                    cache=cache, past_mask=mask, stats=stats, keep_cache=False)
+                for (i, _), row in zip(batch, logprobs, strict=True):
+                    results[i] = row[wanted[i]].tolist()
         return results
 
     def _rows_forward(self, rows: list[list[int]], *, cache=None, past_mask=None, stats: dict[str, int],
@@ -195,6 +201,69 @@ class TransformersBackend:
         index = self.torch.tensor(rows, device=self.device)
         return self._cache_class([(layer.keys[index], layer.values[index]) for layer in cache.layers])
 
+    def _cache_gather(self, parts: list[tuple]):
+        """A KV cache whose row r holds the first n positions of row `row` of `cache`, for each
+        (cache, row, n) in `parts`, right-padded; and its attention mask."""
+        torch = self.torch
+        width = max(n for _, _, n in parts)
+        layers = []
+        for index in range(len(parts[0][0].layers)):
+            gathered = []
+            for name in ("keys", "values"):
+                like = getattr(parts[0][0].layers[index], name)
+                out = like.new_zeros((len(parts), like.shape[1], width, like.shape[3]))
+                for r, (cache, row, n) in enumerate(parts):
+                    out[r, :, :n] = getattr(cache.layers[index], name)[row, :, :n]
+                gathered.append(out)
+            layers.append(tuple(gathered))
+        mask = torch.tensor([[1] * n + [0] * (width - n) for _, _, n in parts], device=self.device)
+        return self._cache_class(layers), mask
+
+
+# Group prefixes stay in memory (KV cache) for this many batches of prompts, or this many prefix tokens,
+# at a time, so that suffixes can be batched by length across groups while memory stays bounded.
+_WINDOW_BATCHES = 8
+_WINDOW_TOKENS = 32768
+
+
+def length_batches(lengths: list[int], *, max_rows: int, overhead: int = 32) -> list[tuple[int, int]]:
+    """Cut rows sorted by length into batches of at most `max_rows`: (start, end) slices.
+
+    A batch costs its rows times its longest row (padding is computed like real tokens) plus `overhead`
+    tokens' worth per forward pass; a dynamic programme over the cut points minimizes the total, so
+    a long row is not padded into a batch of short ones only to fill it up.
+    """
+    n = len(lengths)
+    best = [0.0] + [float("inf")] * n  # best[j]: cheapest batching of rows[:j]
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(max(0, j - max(max_rows, 1)), j):
+            cost = best[i] + (j - i) * lengths[j - 1] + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    slices = []
+    j = n
+    while j > 0:
+        slices.append((cut[j], j))
+        j = cut[j]
+    return slices[::-1]
+
+
+def _windows(groups: list[PrefixGroup], *, max_prompts: int,
+             max_tokens: int = _WINDOW_TOKENS) -> list[list[int]]:
+    """Consecutive runs of group indices with at most `max_prompts` members and `max_tokens` prefix tokens
+    each (a single group may exceed them)."""
+    windows: list[list[int]] = []
+    prompts = tokens = 0
+    for k, group in enumerate(groups):
+        if not windows or prompts + len(group.members) > max_prompts or tokens + group.shared > max_tokens:
+            windows.append([])
+            prompts = tokens = 0
+        windows[-1].append(k)
+        prompts += len(group.members)
+        tokens += group.shared
+    return windows
+
 
 @dataclass
 class PrefixGroup:
@@ -210,7 +279,7 @@ def _common_length(a: list[int], b: list[int]) -> int:
     return n
 
 
-def prefix_plan(prompts: list[list[int]], *, max_group: int, min_common: int = 8) -> tuple[int, list[PrefixGroup]]:
+def prefix_plan(prompts: list[list[int]], *, max_group: int = 64, min_common: int = 8) -> tuple[int, list[PrefixGroup]]:
     """How to share prefix computation among prompts: (common, groups).
 
     `common` tokens start every prompt and are computed once (0 when fewer than `min_common`). Each group

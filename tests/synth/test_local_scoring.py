@@ -3,7 +3,7 @@ numbers of a plain full-sequence log-softmax over each prompt alone."""
 
 import pytest
 
-from synth.backends.local import TransformersBackend, prefix_plan
+from synth.backends.local import TransformersBackend, length_batches, prefix_plan
 
 TEMPLATE = ("Compare two responses to the conversation below and decide which one is better.\n\n"
             "[Conversation]\n{conversation}\n\n[Response A]\n{a}\n\n[Response B]\n{b}\n\n"
@@ -77,6 +77,27 @@ def test_shared_prefix_scores_equal_the_reference(backend, batch_size):
     assert stats["computed_tokens"] < 0.8 * stats["prompt_tokens"]
 
 
+def test_padding_between_group_prefix_and_suffix(backend, monkeypatch):
+    """Pairs with a short and a long question share one suffix batch: the shorter group's cache row is
+    padded before its suffix (a hole in the attention mask), the suffix keeps its true positions."""
+    long_question = "Compare two responses and decide which one is better, " * 6 + QUESTIONS[0]
+    conversations = [judge(QUESTIONS[2], ANSWERS[0], ANSWERS[2]), judge(QUESTIONS[2], ANSWERS[2], ANSWERS[0]),
+                     judge(long_question, ANSWERS[0], ANSWERS[2]), judge(long_question, ANSWERS[2], ANSWERS[0])]
+    masks = []
+    gather = backend._cache_gather
+
+    def recording(parts):
+        cache, mask = gather(parts)
+        masks.append(mask)
+        return cache, mask
+
+    monkeypatch.setattr(backend, "_cache_gather", recording)
+    got = backend.score(conversations, [["A", "B"]] * 4, batch_size=8)
+    assert len(masks) == 1 and (masks[0] == 0).any()  # one suffix batch, with a hole
+    for g, w in zip(got, reference(backend, conversations, [["A", "B"]] * 4), strict=True):
+        assert_close(g, w)
+
+
 @pytest.mark.parametrize("batch_size", [1, 2, 4, 16])
 @pytest.mark.parametrize("share_prefix", [True, False])
 def test_unrelated_and_mixed_prompts_equal_the_reference(backend, batch_size, share_prefix):
@@ -139,3 +160,15 @@ def test_prefix_plan_limits_groups_and_handles_duplicates_and_prefixes():
     for g in groups:
         assert all(prompts[i][: g.shared] == prompts[g.members[0]][: g.shared] for i in g.members)
         assert all(len(prompts[i]) > g.shared for i in g.members)
+
+
+def test_length_batches_keep_long_rows_out_of_short_batches():
+    lengths = [20, 22, 25, 30, 200, 210]
+    cuts = length_batches(lengths, max_rows=8, overhead=32)
+    assert cuts[0][0] == 0 and cuts[-1][1] == len(lengths)
+    assert all(a[1] == b[0] for a, b in zip(cuts, cuts[1:], strict=False))  # contiguous, in order
+    assert all(0 < end - start <= 8 for start, end in cuts)
+    assert (0, 4) in cuts  # the short rows are not padded to 200 tokens
+    # Equal rows fill batches up to the limit; a huge per-pass cost means one batch whatever the padding.
+    assert length_batches([285] * 16, max_rows=8, overhead=32) == [(0, 8), (8, 16)]
+    assert length_batches(lengths, max_rows=8, overhead=10_000) == [(0, 6)]
