@@ -166,6 +166,8 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=256, help="generate-and-parse judging")
     parser.add_argument("--answer-tokens", type=int, default=128, help="length of the judged answers")
     parser.add_argument("--model", default=str(DEMO_MODEL))
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"],
+                        help="weights and activations for both methods (bfloat16 pays on CPUs with AVX512-BF16)")
     parser.add_argument("--answers", default="/tmp/judge_throughput_answers.json", help="answers cache")
     parser.add_argument("--compare-plain", action="store_true",
                         help="also time log-prob judging without prefix sharing")
@@ -184,7 +186,7 @@ def main() -> int:
     from synth.backends.base import Sampling
     from synth.backends.local import TransformersBackend
 
-    backend = TransformersBackend(args.model)
+    backend = TransformersBackend(args.model, dtype=args.dtype)
     print(f"model {Path(args.model).name}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"batch size {args.batch_size}")
     questions = questions_pick(args.pairs)

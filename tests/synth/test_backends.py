@@ -89,3 +89,13 @@ def test_tasks_for_deleted_rows_do_nothing(db, caplog):
     for task in (synthesis_job_run_task, judge_run_execute_task, training_job_run_task):
         task.apply(args=[987654]).get()
     assert caplog.text.count("no longer exists") == 3
+
+
+def test_bfloat16_scoring_stays_close_to_float32(tiny_model_dir):
+    """Endpoints may run in bfloat16 (twice as fast on CPUs with AVX512-BF16): same answers, near the same numbers."""
+    conversations = [[{"role": "user", "content": "Which response is better? A or B."}],
+                     [{"role": "user", "content": "Compare two responses to the conversation below."}]]
+    full = TransformersBackend(str(tiny_model_dir)).score(conversations, [["A", "B"]] * 2)
+    half = TransformersBackend(str(tiny_model_dir), dtype="bfloat16").score(conversations, [["A", "B"]] * 2)
+    for row_full, row_half in zip(full, half, strict=True):
+        assert row_half == pytest.approx(row_full, abs=0.1)
