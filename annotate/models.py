@@ -104,7 +104,18 @@ class Completion(models.Model):
         return self.text[:80]
 
 
-class PairItem(models.Model):
+class Adjudicated(models.Model):
+    """Who settled a disagreement on an item, and when (pairs and step solutions alike)."""
+
+    adjudicated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                       related_name="+")
+    adjudicated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class PairItem(Adjudicated):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pair_items")
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="pair_items")
     completion_a = models.ForeignKey(Completion, on_delete=models.CASCADE, related_name="+")
@@ -115,12 +126,9 @@ class PairItem(models.Model):
     # Set by a reviewer who adjudicated a disagreement: it overrides the aggregate of the labels.
     final_verdict = models.CharField(max_length=10, blank=True, default="", db_default="")
     final_strength = models.PositiveSmallIntegerField(null=True, blank=True)
-    adjudicated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                       related_name="+")
-    adjudicated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta(Adjudicated.Meta):
         ordering = ["id"]
         constraints = [
             models.UniqueConstraint(fields=["completion_a", "completion_b"], name="pair_item_unique_pair"),
@@ -175,7 +183,7 @@ class PairLabel(models.Model):
         return f"{self.annotator} on {self.item_id}: {self.verdict}"
 
 
-class StepItem(models.Model):
+class StepItem(Adjudicated):
     """A problem and a solution split into reasoning steps, for process reward models (PRM800K style)."""
 
     class SplitRule(models.TextChoices):
@@ -199,12 +207,9 @@ class StepItem(models.Model):
     # A reviewer's step-by-step adjudication, used by exports instead of the aggregate.
     final_ratings = models.JSONField(null=True, blank=True)
     final_outcome = models.CharField(max_length=10, blank=True, default="")
-    adjudicated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                       related_name="+")
-    adjudicated_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
-    class Meta:
+    class Meta(Adjudicated.Meta):
         ordering = ["id"]
         constraints = [models.CheckConstraint(condition=~models.Q(is_gold=True, gold_ratings=None),
                                               name="step_item_gold_has_answer")]
