@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 from django.conf import settings
@@ -21,6 +21,7 @@ from annotate.jobs import job_done, job_failure_recorded
 from annotate.models import PairLabel, Project, Verdict
 from annotate.quality import pair_item_verdicts
 from annotate.selectors import pair_items_for_project
+from annotate.stats import aggregate_verdicts
 from judges.models import AIJudgment
 from synth.models import ModelEndpoint
 from synth.services import endpoint_model_dir
@@ -41,18 +42,19 @@ def _human_verdicts(project: Project, weighted: bool) -> dict[int, dict]:
 
 
 def _ai_verdicts(project: Project) -> dict[int, dict]:
-    by_item: dict[int, list] = defaultdict(list)
+    """One verdict per item from AI judgments: the same plurality rule as people's labels, with a
+    margin from the agreeing judgments' mean probability."""
+    judgments: dict[int, list[AIJudgment]] = defaultdict(list)
     for judgment in AIJudgment.objects.filter(item__project=project).order_by("id"):
-        by_item[judgment.item_id].append(judgment)
+        judgments[judgment.item_id].append(judgment)
+    aggregates = aggregate_verdicts(labels=[(j.item_id, j.verdict, None) for js in judgments.values() for j in js])
     out = {}
-    for item_id, judgments in by_item.items():
-        (verdict, votes), *rest = Counter(j.verdict for j in judgments).most_common()
-        if rest and rest[0][1] == votes:
+    for item_id, aggregate in aggregates.items():
+        if aggregate.verdict is None:
             continue
-        agreeing = [j for j in judgments if j.verdict == verdict]
-        probability = sum(j.probability for j in agreeing) / len(agreeing)
-        out[item_id] = {"verdict": verdict, "judgments": [j.pk for j in judgments],
-                        "margin": abs(probability - 0.5) * 2}
+        agreeing = [j.probability for j in judgments[item_id] if j.verdict == aggregate.verdict]
+        out[item_id] = {"verdict": aggregate.verdict, "judgments": [j.pk for j in judgments[item_id]],
+                        "margin": abs(sum(agreeing) / len(agreeing) - 0.5) * 2}
     return out
 
 
