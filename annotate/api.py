@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 
 from django.core.exceptions import ValidationError
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from annotate import hotpath
 from annotate.importers import FORMATS
 from annotate.imports import import_job_create, import_job_progress
 from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, StepItem, StepLabel, Verdict
@@ -66,7 +69,7 @@ class PairLabelInSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=Verdict.choices, help_text="About the stored responses A and B.")
     strength = serializers.ChoiceField(choices=PairLabel.Strength.choices, required=False, allow_null=True)
     rationale = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
-    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**31 - 1)
     criteria = serializers.DictField(child=serializers.ChoiceField(choices=Verdict.choices), required=False)
 
 
@@ -118,20 +121,36 @@ class StepItemSerializer(serializers.ModelSerializer):
         return data
 
 
-@extend_schema(responses={200: NextItemSerializer, 204: OpenApiResponse(description="Nothing left to label.")})
-@api_view(["GET"])
-def next_item(request: Request, project_id: int) -> Response:
-    """Lease the next item to label: a pair (with the side order to show it in) or, in a steps
-    project, a solution to rate step by step."""
-    project = project_get_for_user(user=request.user, project_id=project_id)
-    item = item_lease_next(project=project, user=request.user)
-    if item is None:
-        return Response(status=status.HTTP_204_NO_CONTENT)
-    if isinstance(item, StepItem):
-        item.project = project
-        return Response({**StepItemSerializer(item).data, "mode": project.step_mode})
-    item.shown_order = presentation_order(user_id=request.user.pk, item_id=item.pk)
-    return Response(NextItemSerializer(item).data)
+class _HotPath:
+    """Answers from ``annotate.hotpath`` when it can (PostgreSQL, token auth, a pairwise project,
+    plainly valid input), else through DRF as usual: the schema, validation and errors are DRF's."""
+
+    hot: Callable[..., HttpResponse | None]
+
+    def dispatch(self, request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+        response = type(self).hot(request, **kwargs)
+        return response if response is not None else super().dispatch(request, *args, **kwargs)
+
+
+class NextItem(_HotPath, APIView):
+    hot = staticmethod(hotpath.pair_next)
+
+    @extend_schema(responses={200: NextItemSerializer, 204: OpenApiResponse(description="Nothing left to label.")})
+    def get(self, request: Request, project_id: int) -> Response:
+        """Lease the next item to label: a pair (with the side order to show it in) or, in a steps
+        project, a solution to rate step by step."""
+        project = project_get_for_user(user=request.user, project_id=project_id)
+        item = item_lease_next(project=project, user=request.user)
+        if item is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        if isinstance(item, StepItem):
+            item.project = project
+            return Response({**StepItemSerializer(item).data, "mode": project.step_mode})
+        item.shown_order = presentation_order(user_id=request.user.pk, item_id=item.pk)
+        return Response(NextItemSerializer(item).data)
+
+
+next_item = NextItem.as_view()
 
 
 class StepLabelInSerializer(serializers.Serializer):
@@ -177,20 +196,25 @@ def _item_in_project(request: Request, project_id: int, item_id: int) -> PairIte
     return pair_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
 
 
-@extend_schema(request=PairLabelInSerializer, responses={201: PairLabelSerializer})
-@api_view(["POST"])
-def label_submit(request: Request, project_id: int, item_id: int) -> Response:
-    """Label (or relabel) an item. The verdict names the stored responses A and B, not screen sides."""
-    item = _item_in_project(request, project_id, item_id)
-    data = PairLabelInSerializer(data=request.data)
-    data.is_valid(raise_exception=True)
-    try:
-        label = pair_label_submit(item=item, annotator=request.user,
-                                  shown_order=presentation_order(user_id=request.user.pk, item_id=item.pk),
-                                  **data.validated_data)
-    except ValidationError as exc:
-        return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
-    return Response(PairLabelSerializer(label).data, status=status.HTTP_201_CREATED)
+class LabelSubmit(_HotPath, APIView):
+    hot = staticmethod(hotpath.pair_label)
+
+    @extend_schema(request=PairLabelInSerializer, responses={201: PairLabelSerializer})
+    def post(self, request: Request, project_id: int, item_id: int) -> Response:
+        """Label (or relabel) an item. The verdict names the stored responses A and B, not screen sides."""
+        item = _item_in_project(request, project_id, item_id)
+        data = PairLabelInSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            label = pair_label_submit(item=item, annotator=request.user,
+                                      shown_order=presentation_order(user_id=request.user.pk, item_id=item.pk),
+                                      **data.validated_data)
+        except ValidationError as exc:
+            return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        return Response(PairLabelSerializer(label).data, status=status.HTTP_201_CREATED)
+
+
+label_submit = LabelSubmit.as_view()
 
 
 @extend_schema(request=None, responses={204: OpenApiResponse(description="Skipped.")})
