@@ -7,18 +7,20 @@ constant whatever its size; all chunks go into ONE transaction, so a bad record 
 
 Every pair becomes one Prompt, two Completions and one PairItem. On PostgreSQL the rows are written
 with COPY after their ids are taken from the sequences (so the three tables can reference each other
-without a round trip per row); elsewhere with ``bulk_create``.
+without a round trip per row), one chunk being stored by a worker thread while the next is parsed
+and encoded; elsewhere with ``bulk_create``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -596,10 +598,10 @@ def _encoding_error(chunk: list[ParsedPair], *, name: str, task: bool) -> Import
 class _BulkCreateWriter:
     """Any backend that returns primary keys from bulk inserts (SQLite here)."""
 
-    def __init__(self, *, project: Project, source: str) -> None:
-        self.project, self.source = project, source
+    def __init__(self, *, project: Project, source: str, progress: Callable[[int], None] | None) -> None:
+        self.project, self.source, self.progress = project, source, progress
 
-    def write(self, chunk: list[ParsedPair]) -> None:
+    def write(self, chunk: list[ParsedPair], rows: int) -> None:
         prompts = Prompt.objects.bulk_create(
             [Prompt(project=self.project, messages=p.prompt, source=self.source,
                     metadata=_json_clean(p.metadata) if p.metadata else {}) for p in chunk])
@@ -611,8 +613,13 @@ class _BulkCreateWriter:
         PairItem.objects.bulk_create(
             [PairItem(project=self.project, prompt=prompt, completion_a=completions[2 * i],
                       completion_b=completions[2 * i + 1]) for i, prompt in enumerate(prompts)])
+        if self.progress is not None:
+            self.progress(rows)
 
     def close(self) -> None:
+        pass
+
+    def discard(self) -> None:
         pass
 
 
@@ -670,11 +677,24 @@ class _CopyTable:
         self.types = types
         self.sql = f"COPY {qn(table)} ({', '.join(qn(n) for n in names)}) FROM STDIN (FORMAT BINARY)"
 
-    @contextlib.contextmanager
-    def copy(self, cursor: Any) -> Iterator[Any]:
-        with cursor.copy(self.sql) as copy:
+    def encode(self, cursor: Any, rows: Iterable[tuple]) -> bytes:
+        """The COPY data of ``rows``, kept rather than sent, so that a chunk can be encoded while the
+        connection is busy with the one before. ``cursor`` only lends its adapters: nothing runs on it."""
+        from psycopg import Copy
+        from psycopg.copy import Writer
+
+        blocks: list[Any] = []
+
+        class Keep(Writer):
+            def write(self, data: Any) -> None:
+                blocks.append(data)
+
+        with Copy(cursor, binary=True, writer=Keep()) as copy:
             copy.set_types(self.types)
-            yield copy
+            write = copy.write_row
+            for row in rows:
+                write(row)
+        return b"".join(blocks)
 
 
 def _jsonb_text(value: object) -> str:
@@ -691,10 +711,18 @@ class _PostgresCopyWriter:
     The foreign keys are checked at the end of each COPY (SET CONSTRAINTS ... IMMEDIATE) rather than
     at commit: the server's queue of pending checks (7 a pair) stays one chunk long instead of growing
     with the file, and a violation is reported by the chunk that caused it.
+
+    Pipelined over two threads, because the server's work on a chunk (above all its foreign-key checks,
+    which no client setting can make cheaper) takes longer than the parsing and encoding of one: a chunk
+    is encoded to COPY data here while a worker thread sends the previous one and waits for the server
+    to store and check it. Only one thread uses the connection at a time: this one (to take ids, and
+    in ``progress``) only while no chunk is in flight.
     """
 
-    def __init__(self, *, project: Project, source: str) -> None:
-        self.project_id, self.source = project.pk, source
+    def __init__(self, *, project: Project, source: str, progress: Callable[[int], None] | None) -> None:
+        from psycopg.types.string import BytesBinaryDumper
+
+        self.project_id, self.source, self.progress = project.pk, source, progress
         now = timezone.now()
         connection.ensure_connection()
         self.raw = connection.connection
@@ -704,52 +732,105 @@ class _PostgresCopyWriter:
                                 ("id", "project_id", "prompt_id", "completion_a_id", "completion_b_id"), now)
         self.constraints = ", ".join(self.prompts.deferred_constraints + self.completions.deferred_constraints
                                      + self.items.deferred_constraints)
+        # Encoding only: never executes. The constant columns are declared bytea: pass their bytes
+        # through with psycopg's C dumper (the default one for bytea, which also unwraps dbapi20.Binary,
+        # is Python code).
+        self.encoding_cursor = self.raw.cursor()
+        self.encoding_cursor.adapters.register_dumper(bytes, BytesBinaryDumper)
+        self.encoded: tuple[tuple[bytes, ...], int] | None = None  # a chunk's COPY data and rows, not sent yet
+        self.in_flight: tuple[Future, int] | None = None
+        self.worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="items-import-copy")
         if self.constraints:
             with self.raw.cursor() as cursor:
                 cursor.execute(f"SET CONSTRAINTS {self.constraints} IMMEDIATE")
 
+    def write(self, chunk: list[ParsedPair], rows: int) -> None:
+        """Send the chunk encoded at the previous call, then encode this one while that one is stored."""
+        self._wait()  # the connection is free from here until _send
+        ids = self._ids(len(chunk))
+        self._send()
+        self.encoded = (self._encode(chunk, *ids), rows)
+
     def close(self) -> None:
-        """Give the foreign keys back their declared (deferred) checking, for the rest of the transaction."""
+        """Store the last chunk, then give the foreign keys back their declared (deferred) checking,
+        for the rest of the transaction."""
+        self._wait()
+        self._send()
+        self._wait()
+        self.worker.shutdown()
         if self.constraints:
             with self.raw.cursor() as cursor:
                 cursor.execute(f"SET CONSTRAINTS {self.constraints} DEFERRED")
 
-    def write(self, chunk: list[ParsedPair]) -> None:
-        from psycopg.types.string import BytesBinaryDumper
+    def discard(self) -> None:
+        """After an error: let the chunk in flight end (its error, if any, is not the one reported), so
+        that the connection is free for the rollback."""
+        self.in_flight = None
+        self.worker.shutdown(wait=True)
 
-        n, source, project_id, dumps = len(chunk), self.source, self.project_id, _json_dumps
-        messages_prefix = self.prompts.json_prefix["messages"]
-        metadata_prefix = self.prompts.json_prefix["metadata"]
-        empty_metadata = metadata_prefix + "{}"
+    def _wait(self) -> None:
+        if self.in_flight is not None:
+            future, rows = self.in_flight
+            self.in_flight = None
+            future.result()
+            if self.progress is not None:
+                self.progress(rows)
+
+    def _send(self) -> None:
+        if self.encoded is not None:
+            data, rows = self.encoded
+            self.encoded = None
+            # Encoding holds the GIL for tens of milliseconds: started at once, it kept the worker from
+            # starting its COPY for up to the switch interval (5 ms) twice a chunk, with the server
+            # idle. Wait until the server has the first table's rows to work on.
+            started = threading.Event()
+            self.in_flight = (self.worker.submit(self._store, data, started), rows)
+            started.wait()
+
+    def _ids(self, n: int) -> tuple[list[int], list[int], list[int]]:
         with self.raw.cursor() as cursor:
-            # The constant columns are declared bytea: pass their bytes through with psycopg's C dumper
-            # (the default one for bytea, which also unwraps dbapi20.Binary, is Python code).
-            cursor.adapters.register_dumper(bytes, BytesBinaryDumper)
             cursor.execute(
                 "SELECT ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s)), "
                 "ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s)), "
                 "ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s))",
                 [self.prompts.sequence, n, self.completions.sequence, 2 * n, self.items.sequence, n])
-            prompt_ids, completion_ids, item_ids = cursor.fetchone()
-            rest = self.prompts.constants
-            with self.prompts.copy(cursor) as copy:
-                write = copy.write_row
-                for prompt_id, p in zip(prompt_ids, chunk, strict=True):
-                    # Message contents are NUL-free already (conversation_validate): the fast dumps will do.
-                    metadata = metadata_prefix + _jsonb_text(p.metadata) if p.metadata else empty_metadata
-                    write((prompt_id, project_id, messages_prefix + dumps(p.prompt), source, metadata, *rest))
-            rest = self.completions.constants
-            with self.completions.copy(cursor) as copy:
-                write = copy.write_row
-                ids = iter(completion_ids)
-                for prompt_id, p in zip(prompt_ids, chunk, strict=True):
-                    write((next(ids), prompt_id, p.response_a, p.model_a, *rest))
-                    write((next(ids), prompt_id, p.response_b, p.model_b, *rest))
-            rest = self.items.constants
-            with self.items.copy(cursor) as copy:
-                write = copy.write_row
-                for i, (item_id, prompt_id) in enumerate(zip(item_ids, prompt_ids, strict=True)):
-                    write((item_id, project_id, prompt_id, completion_ids[2 * i], completion_ids[2 * i + 1], *rest))
+            return cursor.fetchone()
+
+    def _store(self, data: tuple[bytes, ...], started: threading.Event) -> None:
+        """In the worker thread: COPY a chunk's data; each COPY ends with its foreign-key checks.
+        ``started`` is set once the first COPY's data is sent (or on an error before)."""
+        try:
+            with self.raw.cursor() as cursor:
+                for table, table_data in zip((self.prompts, self.completions, self.items), data, strict=True):
+                    with cursor.copy(table.sql) as copy:
+                        copy.write(table_data)
+                        started.set()
+        finally:
+            started.set()
+
+    def _encode(self, chunk: list[ParsedPair], prompt_ids: list[int], completion_ids: list[int],
+                item_ids: list[int]) -> tuple[bytes, bytes, bytes]:
+        source, project_id, dumps, cursor = self.source, self.project_id, _json_dumps, self.encoding_cursor
+        messages_prefix = self.prompts.json_prefix["messages"]
+        metadata_prefix = self.prompts.json_prefix["metadata"]
+        empty_metadata = metadata_prefix + "{}"
+        rest = self.prompts.constants
+        prompts = self.prompts.encode(cursor, (
+            # Message contents are NUL-free already (conversation_validate): the fast dumps will do.
+            (prompt_id, project_id, messages_prefix + dumps(p.prompt), source,
+             metadata_prefix + _jsonb_text(p.metadata) if p.metadata else empty_metadata, *rest)
+            for prompt_id, p in zip(prompt_ids, chunk, strict=True)))
+        rest = self.completions.constants
+        ids = iter(completion_ids)
+        completions = self.completions.encode(cursor, (
+            row for prompt_id, p in zip(prompt_ids, chunk, strict=True) for row in (
+                (next(ids), prompt_id, p.response_a, p.model_a, *rest),
+                (next(ids), prompt_id, p.response_b, p.model_b, *rest))))
+        rest = self.items.constants
+        items = self.items.encode(cursor, (
+            (item_id, project_id, prompt_id, completion_ids[2 * i], completion_ids[2 * i + 1], *rest)
+            for i, (item_id, prompt_id) in enumerate(zip(item_ids, prompt_ids, strict=True))))
+        return prompts, completions, items
 
 
 def _chunks(pairs: Iterator[ParsedPair], size: int, counter: _Counter) -> Iterator[tuple[list[ParsedPair], int]]:
@@ -763,13 +844,14 @@ def items_import(*, project: Project, path: str | Path, fmt: str = "auto", displ
                  field_map: Mapping[str, str] | None = None) -> ImportResult:
     """Import a file of pairs into ``project``: all of it or, on any error, none of it.
 
-    The file is read and stored ``chunk_size`` pairs at a time (one chunk in memory), all in one
+    The file is read and stored ``chunk_size`` pairs at a time (a few chunks in memory), all in one
     transaction. ``progress(rows)`` is called after each stored chunk with the records stored so far
     (lines, CSV records, tasks or trees: the unit of ``ImportResult.rows``). It runs inside the import's
     transaction: what it writes through Django's default connection is seen by others only at commit
-    (and rolled back with the import); an exception from it cancels the import. ``field_map`` names
-    the source keys of ``prompt`` / ``response_a`` / ``response_b`` where they vary (Label Studio data,
-    CSV header).
+    (and rolled back with the import); an exception from it cancels the import. On PostgreSQL the next
+    chunk is read while one is stored, so a bad record may be reported before the chunks ahead of it
+    have all been reported stored. ``field_map`` names the source keys of ``prompt`` / ``response_a`` /
+    ``response_b`` where they vary (Label Studio data, CSV header).
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
@@ -782,20 +864,22 @@ def items_import(*, project: Project, path: str | Path, fmt: str = "auto", displ
     writer_class = _PostgresCopyWriter if connection.vendor == "postgresql" else _BulkCreateWriter
     items = 0
     with transaction.atomic():
-        writer = writer_class(project=project, source=name[:_SOURCE_MAX])
-        for chunk, rows in chunks:
-            try:
-                with connection.wrap_database_errors:  # psycopg's errors from COPY as Django's, as the ORM raises
-                    writer.write(chunk)
-            except UnicodeEncodeError:
-                error = _encoding_error(chunk, name=name, task=fmt == "label-studio")
-                if error is None:
-                    raise
-                raise error from None
-            items += len(chunk)
-            if progress is not None:
-                progress(rows)
-        if counter.rows == 0:
-            raise ImportError_(path=name, line=0, field="(file)", message="the file has no rows")
-        writer.close()
+        writer = writer_class(project=project, source=name[:_SOURCE_MAX], progress=progress)
+        try:
+            for chunk, rows in chunks:
+                try:
+                    with connection.wrap_database_errors:  # psycopg's errors from COPY as Django's, as the ORM raises
+                        writer.write(chunk, rows)
+                except UnicodeEncodeError:
+                    error = _encoding_error(chunk, name=name, task=fmt == "label-studio")
+                    if error is None:
+                        raise
+                    raise error from None
+                items += len(chunk)
+            if counter.rows == 0:
+                raise ImportError_(path=name, line=0, field="(file)", message="the file has no rows")
+            with connection.wrap_database_errors:
+                writer.close()
+        finally:
+            writer.discard()  # before the rollback, which needs the connection
     return ImportResult(format=fmt, rows=counter.rows, items=items)

@@ -7,6 +7,10 @@ Without DATABASE_URL a throw-away test database is created (and dropped); with i
 migrated and used, and the rows imported are deleted afterwards unless --keep. Writes a JSONL file of
 synthetic rows in our "pairs" format (varied lengths; string prompts and conversations), imports it
 and prints the figures, ``import_rows_per_s=...`` last.
+
+The CPU time of the import is split between this process (parsing, encoding) and, when the server
+runs on this machine, its backend process (storing, index and foreign-key maintenance), read from
+/proc: on PostgreSQL the two overlap, so the slower one bounds the rate.
 """
 
 from __future__ import annotations
@@ -58,6 +62,15 @@ def rows_write(path: Path, n: int, *, words: int = 40, seed: int = 0) -> int:
     return path.stat().st_size
 
 
+def backend_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU seconds of a local process (the database backend), or None."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError, TypeError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -89,24 +102,44 @@ def main() -> None:
             size = rows_write(path, args.rows, words=args.words)
             project = Project.objects.create(name=f"import bench {uuid.uuid4().hex[:8]}")
             chunks: list[int] = []
+            backend_pid = None
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT pg_backend_pid()")
+                    (backend_pid,) = cursor.fetchone()
+            backend_start, cpu_start = backend_cpu_seconds(backend_pid), os.times()
             start = time.perf_counter()
             result = items_import(project=project, path=path, fmt="pairs",
                                   chunk_size=args.chunk_size or DEFAULT_CHUNK_SIZE, progress=chunks.append)
             seconds = time.perf_counter() - start
+            cpu_end, backend_end = os.times(), backend_cpu_seconds(backend_pid)
+            python_cpu = cpu_end.user - cpu_start.user + cpu_end.system - cpu_start.system
+            backend = (f"{(backend_end - backend_start) / args.rows * 1e6:.1f}"
+                       if backend_start is not None and backend_end is not None else "n/a")
             assert result.items == args.rows == PairItem.objects.filter(project=project).count()
             rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             print(f"database={connection.vendor} rows={result.rows} file_mb={size / 2**20:.1f} "
                   f"bytes_per_row={size / args.rows:.0f} chunks={len(chunks)} seconds={seconds:.2f} "
                   f"max_rss_mb={rss_mb:.0f}")
+            print(f"cpu_us_per_row: python={python_cpu / args.rows * 1e6:.1f} database_backend={backend} "
+                  f"wall={seconds / args.rows * 1e6:.1f}")
             if not own_database and not args.keep:
                 # Plain SQL: the ORM's delete would first load every row to cascade in Python.
                 tables = {m: connection.ops.quote_name(m._meta.db_table) for m in (PairItem, Completion, Prompt)}
                 with connection.cursor() as cursor:
+                    if connection.vendor == "postgresql":
+                        # Fresh statistics first: the foreign-key checks of the deletes are planned
+                        # from them (a server without autovacuum may have none and plan full scans).
+                        cursor.execute(f"ANALYZE {', '.join(tables.values())}")
                     cursor.execute(f"DELETE FROM {tables[PairItem]} WHERE project_id = %s", [project.pk])
                     cursor.execute(f"DELETE FROM {tables[Completion]} WHERE prompt_id IN "
                                    f"(SELECT id FROM {tables[Prompt]} WHERE project_id = %s)", [project.pk])
                     cursor.execute(f"DELETE FROM {tables[Prompt]} WHERE project_id = %s", [project.pk])
-                project.delete()
+                    project.delete()
+                    if connection.vendor == "postgresql":
+                        # Reclaim the deleted rows, so that runs do not pile up dead ones (autovacuum
+                        # may be off on a benchmark server).
+                        cursor.execute(f"VACUUM ANALYZE {', '.join(tables.values())}")
         finally:
             if own_database:
                 connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)

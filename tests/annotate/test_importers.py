@@ -1,4 +1,6 @@
 import json
+import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -145,13 +147,14 @@ def test_chunks_are_stored_as_they_go_and_progress_reports_rows(tmp_path):
 
 def test_error_in_a_later_chunk_rolls_back_the_earlier_ones(tmp_path):
     project = ProjectFactory()
-    rows = [*pair_rows(7), {"prompt": "q", "response_a": "a"}]
+    rows = [*pair_rows(12), {"prompt": "q", "response_a": "a"}]
     stored = []
     with pytest.raises(ImportError_) as excinfo:
         items_import(project=project, path=write_jsonl(tmp_path / "late.jsonl", rows), chunk_size=3,
                      progress=lambda rows: stored.append(PairItem.objects.filter(project=project).count()))
-    assert (excinfo.value.line, excinfo.value.field) == (8, "response_b")
-    assert stored == [3, 6], "two chunks were stored before the error"
+    assert (excinfo.value.line, excinfo.value.field) == (13, "response_b")
+    # On PostgreSQL the two chunks before the bad one are still being encoded and stored when it is read.
+    assert stored[:2] == [3, 6], "chunks were stored before the error"
     assert not Prompt.objects.filter(project=project).exists()
     assert not Completion.objects.filter(prompt__project=project).exists()
     assert not PairItem.objects.filter(project=project).exists()
@@ -189,11 +192,43 @@ def test_postgres_writes_with_copy_not_the_orm(tmp_path):
 
 
 @postgres_only
-def test_postgres_database_error_in_copy_is_djangos_and_leaves_the_transaction_usable(tmp_path):
+@pytest.mark.parametrize("rows", [3, 9])  # the error comes out at the end, or while later chunks are read
+def test_postgres_database_error_in_copy_is_djangos_and_leaves_the_transaction_usable(tmp_path, rows):
     ghost = Project(pk=10**9, name="never saved")
     with pytest.raises(IntegrityError, match="foreign key"):
-        items_import(project=ghost, path=write_jsonl(tmp_path / "p.jsonl", pair_rows(3)), chunk_size=2)
+        items_import(project=ghost, path=write_jsonl(tmp_path / "p.jsonl", pair_rows(rows)), chunk_size=2)
     assert not Prompt.objects.filter(project_id=ghost.pk).exists()  # the transaction is still usable
+
+
+def test_text_that_cannot_be_encoded_is_reported_with_its_line_while_earlier_chunks_are_stored(tmp_path,
+                                                                                                 monkeypatch):
+    """Text the database cannot take (a lone surrogate) shows up only when a chunk is encoded for the
+    database, which on PostgreSQL happens while the chunk before is being stored by the worker thread."""
+    import annotate.importers as importers
+
+    parse_pairs = importers._ROW_PARSERS["pairs"]
+
+    def parse_with_a_surrogate(row):
+        pair = parse_pairs(row)
+        if row["prompt"] == "q6":
+            pair.response_b = "bad \ud800"
+        return pair
+
+    store = importers._PostgresCopyWriter._store
+
+    def slow_store(self, *args):
+        store(self, *args)
+        time.sleep(0.1)  # so that the worker is still busy with a chunk when the bad one is encoded
+
+    monkeypatch.setitem(importers._ROW_PARSERS, "pairs", parse_with_a_surrogate)
+    monkeypatch.setattr(importers._PostgresCopyWriter, "_store", slow_store)
+    project = ProjectFactory()
+    with pytest.raises(ImportError_) as excinfo:
+        items_import(project=project, path=write_jsonl(tmp_path / "p.jsonl", pair_rows(9)), fmt="pairs", chunk_size=2)
+    assert (excinfo.value.line, excinfo.value.field) == (7, "response_b")
+    # The chunk in flight was waited for before the rollback (which it would otherwise race with).
+    assert not [t for t in threading.enumerate() if t.name.startswith("items-import-copy")]
+    assert not Prompt.objects.filter(project=project).exists()  # nothing stored, the transaction still usable
 
 
 @postgres_only
