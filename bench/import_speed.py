@@ -2,6 +2,7 @@
 
     python bench/import_speed.py --rows 200000
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/importbench python bench/import_speed.py --rows 200000
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/importbench python bench/import_speed.py --server-only
 
 Without DATABASE_URL a throw-away test database is created (and dropped); with it, that database is
 migrated and used, and the rows imported are deleted afterwards unless --keep. Writes a JSONL file of
@@ -78,6 +79,9 @@ def main() -> None:
                         help="median words of a response (log-normal lengths; prompts have half)")
     parser.add_argument("--chunk-size", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the imported rows (DATABASE_URL only)")
+    parser.add_argument("--server-only", action="store_true",
+                        help="PostgreSQL: encode every chunk first, then time only the server storing them "
+                             "(COPY, indexes, foreign-key checks), and roll back: the ceiling of one connection")
     args = parser.parse_args()
 
     import django
@@ -107,6 +111,9 @@ def main() -> None:
                 with connection.cursor() as cursor:
                     cursor.execute("SELECT pg_backend_pid()")
                     (backend_pid,) = cursor.fetchone()
+            if args.server_only:
+                server_only(path, project, backend_pid, args.rows, args.chunk_size or DEFAULT_CHUNK_SIZE)
+                return
             backend_start, cpu_start = backend_cpu_seconds(backend_pid), os.times()
             start = time.perf_counter()
             result = items_import(project=project, path=path, fmt="pairs",
@@ -144,6 +151,37 @@ def main() -> None:
             if own_database:
                 connection.creation.destroy_test_db(connection.settings_dict["NAME"], verbosity=0)
     print(f"import_rows_per_s={result.rows / seconds:.0f}")
+
+
+def server_only(path: Path, project, backend_pid: int | None, rows: int, chunk_size: int) -> None:
+    """The importer's own COPY data for the whole file, encoded before the clock starts, then sent
+    chunk by chunk in one transaction that is rolled back."""
+    import itertools
+    import threading
+
+    from django.db import connection, transaction
+
+    from annotate.importers import _Counter, _PostgresCopyWriter, parse_file
+
+    if connection.vendor != "postgresql":
+        raise SystemExit("--server-only needs DATABASE_URL=postgres://...")
+    with transaction.atomic():
+        writer = _PostgresCopyWriter(project=project, source="bench", progress=None)
+        pairs, encoded = parse_file(path, "pairs", _counter=_Counter()), []
+        while chunk := list(itertools.islice(pairs, chunk_size)):
+            encoded.append(writer._encode(chunk, *writer._ids(len(chunk))))
+        backend_start, start = backend_cpu_seconds(backend_pid), time.perf_counter()
+        for data in encoded:
+            writer._store(data, threading.Event())
+        seconds, backend_end = time.perf_counter() - start, backend_cpu_seconds(backend_pid)
+        writer.close()
+        transaction.set_rollback(True)
+    project.delete()
+    backend = (f"{(backend_end - backend_start) / rows * 1e6:.1f}"
+               if backend_start is not None and backend_end is not None else "n/a")
+    print(f"server only: {rows} rows in {seconds:.2f} s; cpu_us_per_row: database_backend={backend} "
+          f"wall={seconds / rows * 1e6:.1f}")
+    print(f"server_only_rows_per_s={rows / seconds:.0f}")
 
 
 if __name__ == "__main__":
