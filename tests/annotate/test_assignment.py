@@ -1,10 +1,8 @@
 """Assignment: k labels per item, leases, skips, gold, priority, concurrency and query counts."""
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -18,6 +16,7 @@ from annotate.services import (
     slots_ensure,
 )
 from tests.factories import MembershipFactory, PairItemFactory, ProjectFactory, UserFactory
+from tests.threads import run_together
 
 pytestmark = pytest.mark.django_db
 
@@ -141,23 +140,12 @@ def test_concurrent_annotators_never_get_the_same_slot():
     for _ in range(40):
         PairItemFactory(project=project)
     users = [UserFactory() for _ in range(8)]
-    got, errors, barrier = {}, [], threading.Barrier(len(users))
+    got = {}
 
     def annotate(user):
-        try:
-            barrier.wait()
-            item = item_lease_next(project=project, user=user)
-            got[user.pk] = item.pk if item else None
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+        item = item_lease_next(project=project, user=user)
+        got[user.pk] = item.pk if item else None
 
-    threads = [threading.Thread(target=annotate, args=(u,)) for u in users]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert run_together(annotate, users) == []
     assert None not in got.values()
     assert len(set(got.values())) == len(users), f"two annotators got the same slot: {got}"

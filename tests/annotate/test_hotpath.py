@@ -5,7 +5,6 @@ PostgreSQL), one through DRF (a session), and everything observable must match: 
 answers, the labels stored and the state of every slot.
 """
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -21,6 +20,7 @@ from annotate.models import ItemSlot, PairLabel, Project
 from annotate.services import pair_items_prioritize, step_item_create
 from annotate.views import presentation_order
 from tests.factories import MembershipFactory, PairItemFactory, ProjectFactory, PromptFactory, UserFactory
+from tests.threads import run_together
 
 pytestmark = [
     pytest.mark.django_db,
@@ -201,27 +201,15 @@ def test_concurrent_requests_never_get_the_same_slot():
         PairItemFactory(project=project)
     clients = [token_client(MembershipFactory(project=project).user) for _ in range(8)]
     url = reverse("api_next_item", args=[project.pk])
-    got, errors, barrier = [], [], threading.Barrier(len(clients))
+    got = []
 
     def ask(client):
-        try:
-            barrier.wait()
-            for _ in range(3):
-                response = client.get(url)
-                got.append(response.json()["id"])
-                client.post(reverse("api_label_submit", args=[project.pk, got[-1]]), {"verdict": "A"},
-                            content_type="application/json")
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(exc)
-        finally:
-            connection.close()
+        for _ in range(3):
+            got.append(client.get(url).json()["id"])
+            client.post(reverse("api_label_submit", args=[project.pk, got[-1]]), {"verdict": "A"},
+                        content_type="application/json")
 
-    threads = [threading.Thread(target=ask, args=(c,)) for c in clients]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    assert run_together(ask, clients) == []
     assert len(got) == 24 and len(set(got)) == 24, "two annotators got the same slot"
     assert PairLabel.objects.count() == 24
     assert ItemSlot.objects.filter(done=True).count() == 24
