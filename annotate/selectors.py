@@ -66,11 +66,17 @@ def project_stats(*, project: Project, user: User | None = None) -> dict:
     return counts
 
 
+OPEN_SLOTS_SHOWN_MAX = 1000
+
+
 def project_annotator_progress(*, project: Project, user: User) -> dict:
-    """What the annotator sees while labeling: done by them, and slots still open in the project."""
+    """What the annotator sees while labeling: done by them, and slots still open in the project,
+    counted up to ``OPEN_SLOTS_SHOWN_MAX`` ("1000+"): shown after every label, the count must not
+    grow with the project (an exact count of 100,000 open slots took 7 ms)."""
     labels = StepLabel if project.task_kind == Project.TaskKind.STEPS else PairLabel
+    open_slots = ItemSlot.objects.filter(project=project, done=False).values("id")[:OPEN_SLOTS_SHOWN_MAX + 1].count()
     return {"mine": labels.objects.filter(item__project=project, annotator=user).count(),
-            "open_slots": ItemSlot.objects.filter(project=project, done=False).count()}
+            "open_slots": min(open_slots, OPEN_SLOTS_SHOWN_MAX), "open_slots_more": open_slots > OPEN_SLOTS_SHOWN_MAX}
 
 
 def pair_label_last_for_annotator(*, project: Project, user: User) -> PairLabel | None:
