@@ -153,18 +153,22 @@ def test_the_hot_path_answers_and_stores_exactly_what_the_services_do():
     assert min(slow.queries) > 2
 
 
-def test_next_and_label_are_two_queries_each(django_assert_num_queries):
+@pytest.mark.parametrize("size", [3, 60])
+def test_next_and_label_are_two_queries_each_whatever_the_size(django_assert_num_queries, size):
     project = ProjectFactory(overlap=1)
-    items = [PairItemFactory(project=project) for _ in range(3)]
+    items = [PairItemFactory(project=project) for _ in range(size)]
+    for item in items[: size // 2]:  # other people's work in progress
+        other = token_client(MembershipFactory(project=project).user)
+        assert other.get(reverse("api_next_item", args=[project.pk])).json()["id"] == item.pk
     client = token_client(MembershipFactory(project=project).user)
     with django_assert_num_queries(2):  # who is asking; lease (held, gold or a free slot) and read
         item_id = client.get(reverse("api_next_item", args=[project.pk])).json()["id"]
-    assert item_id == items[0].pk
+    assert item_id == items[size // 2].pk
     with django_assert_num_queries(2):  # who is asking; store the label and close the slot
         response = client.post(reverse("api_label_submit", args=[project.pk, item_id]), {"verdict": "B"},
                                content_type="application/json")
     assert response.status_code == 201
-    assert ItemSlot.objects.get(item=items[0]).done
+    assert ItemSlot.objects.get(item_id=item_id).done
 
 
 def test_tokens_and_membership_are_checked_as_drf_does():
