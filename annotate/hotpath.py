@@ -47,7 +47,7 @@ class Caller:
     task_kind: str
     gold_rate: float
     lease_minutes: int
-    criteria: list
+    criteria: list[str]
 
 
 def _tables() -> dict[str, str]:
@@ -162,7 +162,9 @@ def _caller(request: HttpRequest, project_id: int) -> Caller | None:
         row = cursor.fetchone()
     if row is None or row[2] != Project.TaskKind.PAIRWISE:
         return None  # a bad token, a stranger or a step project: the full view answers
-    return Caller(*row)
+    user_id, project_id, task_kind, gold_rate, lease_minutes, criteria = row
+    # Django reads jsonb as text.
+    return Caller(user_id, project_id, task_kind, gold_rate, lease_minutes, json.loads(criteria))
 
 
 def _json(data: dict | str, status: int) -> HttpResponse:

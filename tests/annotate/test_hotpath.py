@@ -123,6 +123,7 @@ def script(w: World) -> list:
     out.append(w.label(2, {"verdict": "C"}, item=2))
     out.append(w.label(2, {"verdict": "A", "strength": "2", "time_spent_ms": 7.0}, item=2))  # coerced
     out.append(w.label(2, {"verdict": "A", "criteria": {"honesty": "A"}}, item=3))
+    out.append(w.label(2, {"verdict": "A", "criteria": {"help": "A"}}, item=3))  # a prefix of one is not one
     out.append(w.label(2, {"verdict": "A", "rationale": "x" * 5001}, item=3))
     out.append(w.label(2, {"verdict": "A", "time_spent_ms": -1}, item=3))
     out.append(w.label(2, {"verdict": "A", "time_spent_ms": 2**31}, item=3))
