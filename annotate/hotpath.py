@@ -154,6 +154,8 @@ def _token(request: HttpRequest) -> str | None:
 def _caller(request: HttpRequest, project_id: int) -> Caller | None:
     if connection.vendor != "postgresql":
         return None
+    if request.META.get("QUERY_STRING") or "text/html" in request.META.get("HTTP_ACCEPT", ""):
+        return None  # ?format=... or a browser: DRF's content negotiation answers
     key = _token(request)
     if key is None:
         return None

@@ -191,6 +191,14 @@ def test_tokens_and_membership_are_checked_as_drf_does():
     assert client.get(next_url).status_code == 401
 
 
+def test_a_browser_gets_drf_browsable_api():
+    project = ProjectFactory(overlap=1)
+    PairItemFactory(project=project)
+    client = token_client(MembershipFactory(project=project).user)
+    response = client.get(reverse("api_next_item", args=[project.pk]), HTTP_ACCEPT="text/html")
+    assert response["Content-Type"].startswith("text/html")
+
+
 def test_step_projects_are_served_by_the_full_view_with_a_token():
     project = ProjectFactory(task_kind=Project.TaskKind.STEPS)
     item = step_item_create(prompt=PromptFactory(project=project), steps=["2 + 2 = 4.", "So 4."])
