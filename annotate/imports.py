@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -17,7 +18,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.importers import ImportError_, items_import
+from annotate.importers import ImportError_, ImportResult, items_import
 from annotate.models import ImportJob, Project
 from annotate.services import slots_ensure
 from annotate.step_importers import step_items_import
@@ -28,6 +29,17 @@ log = logging.getLogger(__name__)
 def importer_for(project: Project):
     """The import function for the project's kind: pairs or solutions split into steps."""
     return step_items_import if project.task_kind == Project.TaskKind.STEPS else items_import
+
+
+def project_import(*, project: Project, path: str | Path, fmt: str = "auto", display_name: str | None = None,
+                   progress: Callable[[int], None] | None = None) -> ImportResult:
+    """Import a file into the project with the importer of its kind and give the new items their k
+    slots, in one transaction: all of it, ready to be served, or nothing."""
+    with transaction.atomic():
+        result = importer_for(project)(project=project, path=path, fmt=fmt, display_name=display_name,
+                                       progress=progress)
+        slots_ensure(project=project)
+    return result
 
 
 def _progress_path(job: ImportJob) -> Path:
@@ -77,9 +89,8 @@ def import_job_run(*, job_id: int) -> ImportJob:
         progress_file.write_text(json.dumps({"rows": rows}))
 
     try:
-        result = importer_for(job.project)(project=job.project, path=settings.MEDIA_ROOT / job.path,
-                                           fmt=job.format, display_name=job.file_name, progress=progress)
-        slots_ensure(project=job.project)
+        result = project_import(project=job.project, path=settings.MEDIA_ROOT / job.path, fmt=job.format,
+                                display_name=job.file_name, progress=progress)
     except ImportError_ as exc:
         job.status, job.error = ImportJob.Status.FAILED, str(exc)
     except Exception as exc:

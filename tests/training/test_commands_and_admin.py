@@ -5,6 +5,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from annotate.models import PairItem, Project
+from annotate.services import item_lease_next
 from tests.factories import PairLabelFactory, ProjectFactory, UserFactory
 from training.demo import DEMO_PROMPTS, demo_loop, demo_setup
 from training.ml.common import config_parse
@@ -38,6 +39,8 @@ def test_import_and_export_commands(tmp_path, media, capsys):
     call_command("import_items", str(path), "--project", "Cmd", "--create")
     project = Project.objects.get(name="Cmd")
     assert PairItem.objects.filter(project=project).count() == 1
+    # Imported items are ready to be served: they have their k slots.
+    assert item_lease_next(project=project, user=UserFactory()) == PairItem.objects.get(project=project)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "q", "response_a": "a"}\n')
     with pytest.raises(CommandError, match="bad.jsonl, line 1, field 'response_b'"):

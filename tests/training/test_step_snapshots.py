@@ -20,6 +20,7 @@ def test_import_and_stepwise_export_reproduce_the_mistakes(media, capsys):
     project = Project.objects.get(name="bbm")
     rows = [json.loads(line) for line in BBM.read_text().splitlines() if line.strip()]
     assert StepItem.objects.filter(project=project).count() == len(rows)
+    assert ItemSlot.objects.filter(project=project, done=False).count() == len(rows) * project.overlap  # servable
     assert "step items" in capsys.readouterr().out
     call_command("export_snapshot", "--project", "bbm", "--source", "auto")
     snapshot = DatasetSnapshot.objects.get(project=project)

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.importers import FORMATS, ImportError_
-from annotate.imports import importer_for
+from annotate.imports import project_import
 from annotate.models import Project
 from annotate.step_importers import STEP_FORMATS
 
@@ -29,7 +29,7 @@ class Command(BaseCommand):
                 raise CommandError(f"No project named {project!r} (use --create to make it).")
             obj = Project.objects.create(name=project, task_kind=kind)
         try:
-            result = importer_for(obj)(project=obj, path=file, fmt=format)
+            result = project_import(project=obj, path=file, fmt=format)
         except (ImportError_, OSError) as exc:
             raise CommandError(str(exc)) from None
         what = "step items" if obj.task_kind == Project.TaskKind.STEPS else "pairs"
