@@ -11,9 +11,12 @@ by two statements (who is asking, then the work) instead of the ORM's ten or so:
 * label: insert the label or edit theirs in place; a new label of a normal item closes their slot,
   or any free slot of the item when their lease was lost, or is kept as an extra label.
 
-Anything else (SQLite, session auth, a bad token, a step project, input the fast checks do not
-accept) returns ``None`` and the DRF view answers, with its validation and its error messages.
-``tests/annotate/test_hotpath.py`` runs the same sequences through both paths and compares.
+Laid out as elsewhere: a selector (``caller_get_for_token``), two services (``pair_lease_next_sql``,
+``pair_label_store_sql``) and two thin view functions (``pair_next``, ``pair_label``) that the API
+views try first. Anything those do not handle plainly (SQLite, session auth, a bad token, a step
+project, input the fast checks do not accept) returns ``None`` and the DRF view answers, with its
+validation and its error messages. ``tests/annotate/test_hotpath.py`` runs the same sequences
+through both paths and compares.
 """
 
 from __future__ import annotations
@@ -151,7 +154,42 @@ def _token(request: HttpRequest) -> str | None:
     return key
 
 
+def caller_get_for_token(*, key: str, project_id: int) -> Caller | None:
+    """Selector: the active user behind a token, if they may see the project (a member, or a
+    superuser), with the project's settings; None otherwise."""
+    with connection.cursor() as cursor:
+        cursor.execute(_sql("caller"), {"key": key, "project": project_id})
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    user_id, project_id, task_kind, gold_rate, lease_minutes, criteria = row
+    # Django reads jsonb as text.
+    return Caller(user_id, project_id, task_kind, gold_rate, lease_minutes, json.loads(criteria))
+
+
+def pair_lease_next_sql(*, caller: Caller, gold: bool, now: datetime) -> tuple | None:
+    """Service: ``item_lease_next`` for a pairwise project in one statement (a transaction of its
+    own): the held lease, else a gold item when ``gold``, else a newly leased free slot. Returns
+    (item id, messages as JSON text, response A, response B), or None when nothing is left."""
+    with connection.cursor() as cursor:
+        cursor.execute(_sql("next"), {"user": caller.user_id, "project": caller.project_id, "now": now,
+                                      "until": now + timedelta(minutes=caller.lease_minutes), "gold": gold})
+        return cursor.fetchone()
+
+
+def pair_label_store_sql(*, caller: Caller, item_id: int, fields: dict, shown_order: str,
+                         now: datetime) -> tuple | None:
+    """Service: ``pair_label_submit`` in one statement (a transaction of its own), for fields already
+    validated. Returns (label id, created_at, updated_at), or None when the item is not the project's."""
+    with connection.cursor() as cursor:
+        cursor.execute(_sql("label"), {**fields, "criteria": _dumps(fields["criteria"]), "item": item_id,
+                                       "project": caller.project_id, "user": caller.user_id,
+                                       "shown_order": shown_order, "now": now})
+        return cursor.fetchone()
+
+
 def _caller(request: HttpRequest, project_id: int) -> Caller | None:
+    """The caller when the hot path can answer: PostgreSQL, a token, JSON wanted, a pairwise project."""
     if connection.vendor != "postgresql":
         return None
     if request.META.get("QUERY_STRING") or "text/html" in request.META.get("HTTP_ACCEPT", ""):
@@ -159,14 +197,10 @@ def _caller(request: HttpRequest, project_id: int) -> Caller | None:
     key = _token(request)
     if key is None:
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(_sql("caller"), {"key": key, "project": project_id})
-        row = cursor.fetchone()
-    if row is None or row[2] != Project.TaskKind.PAIRWISE:
+    caller = caller_get_for_token(key=key, project_id=project_id)
+    if caller is None or caller.task_kind != Project.TaskKind.PAIRWISE:
         return None  # a bad token, a stranger or a step project: the full view answers
-    user_id, project_id, task_kind, gold_rate, lease_minutes, criteria = row
-    # Django reads jsonb as text.
-    return Caller(user_id, project_id, task_kind, gold_rate, lease_minutes, json.loads(criteria))
+    return caller
 
 
 def _json(data: dict | str, status: int) -> HttpResponse:
@@ -185,12 +219,8 @@ def pair_next(request: HttpRequest, project_id: int) -> HttpResponse | None:
     caller = _caller(request, project_id)
     if caller is None:
         return None
-    now = timezone.now()
     gold = bool(caller.gold_rate) and random.random() < caller.gold_rate
-    with connection.cursor() as cursor:  # one statement: a transaction of its own
-        cursor.execute(_sql("next"), {"user": caller.user_id, "project": caller.project_id, "now": now,
-                                      "until": now + timedelta(minutes=caller.lease_minutes), "gold": gold})
-        row = cursor.fetchone()
+    row = pair_lease_next_sql(caller=caller, gold=gold, now=timezone.now())
     if row is None:
         return HttpResponse(status=204)
     item_id, messages, text_a, text_b = row
@@ -254,12 +284,8 @@ def pair_label(request: HttpRequest, project_id: int, item_id: int) -> HttpRespo
     if fields is None:
         return None
     shown_order = presentation_order(user_id=caller.user_id, item_id=item_id)
-    now: datetime = timezone.now()
-    with connection.cursor() as cursor:  # one statement: a transaction of its own
-        cursor.execute(_sql("label"), {**fields, "criteria": _dumps(fields["criteria"]), "item": item_id,
-                                       "project": caller.project_id, "user": caller.user_id,
-                                       "shown_order": shown_order, "now": now})
-        row = cursor.fetchone()
+    row = pair_label_store_sql(caller=caller, item_id=item_id, fields=fields, shown_order=shown_order,
+                               now=timezone.now())
     if row is None:
         return None  # no such item in the project: the full view answers 404
     label_id, created_at, updated_at = row
