@@ -2,10 +2,12 @@ import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.urls import reverse
 
+from annotate.imports import project_import
 from annotate.models import ImportJob, ItemSlot, PairItem
-from tests.factories import MembershipFactory
+from tests.factories import MembershipFactory, ProjectFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -55,3 +57,21 @@ def test_annotators_cannot_import(client):
     response = client.post(reverse("api_imports", args=[member.project.pk]), {"file": upload("x.jsonl", ["{}"])})
     assert response.status_code == 404
     assert not ImportJob.objects.exists()
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="statistics refresh is PostgreSQL's ANALYZE")
+def test_a_large_import_refreshes_the_planner_statistics(tmp_path, monkeypatch):
+    def reltuples() -> float:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'annotate_pairitem'::regclass")
+            return cursor.fetchone()[0]
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"q{i}", "response_a": "a", "response_b": "b"}) + "\n"
+                            for i in range(30)))
+    monkeypatch.setattr("annotate.imports.ANALYZE_AFTER_ITEMS", 31)
+    project_import(project=ProjectFactory(), path=path)
+    before = reltuples()  # below the threshold: left to autovacuum
+    monkeypatch.setattr("annotate.imports.ANALYZE_AFTER_ITEMS", 30)
+    project_import(project=ProjectFactory(), path=path)
+    assert reltuples() == 60 != before
