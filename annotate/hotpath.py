@@ -34,6 +34,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.fields import DateTimeField
 
 from annotate.models import ItemSkip, ItemSlot, Membership, PairItem, PairLabel, Project, Prompt, Verdict
+from annotate.views import presentation_order
 
 _VERDICTS = frozenset(Verdict.values)
 _STRENGTHS = frozenset(PairLabel.Strength.values)
@@ -212,8 +213,6 @@ def _json(data: dict | str, status: int) -> HttpResponse:
 
 def pair_next(request: HttpRequest, project_id: int) -> HttpResponse | None:
     """GET next: the pair to label with the side order to show it in, or 204 when none is left."""
-    from annotate.views import presentation_order
-
     if request.method != "GET":
         return None
     caller = _caller(request, project_id)
@@ -273,8 +272,6 @@ def _label_fields(request: HttpRequest, criteria_allowed: list) -> dict | None:
 
 def pair_label(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse | None:
     """POST label: store (or edit) the caller's label of the item; 201 with the label."""
-    from annotate.views import presentation_order
-
     if request.method != "POST":
         return None
     caller = _caller(request, project_id)
