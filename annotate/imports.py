@@ -15,7 +15,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from annotate.importers import ImportError_, ImportResult, items_import
@@ -49,7 +49,11 @@ def project_import(*, project: Project, path: str | Path, fmt: str = "auto", dis
                                        progress=progress)
         slots_ensure(project=project)
     if connection.vendor == "postgresql" and result.items >= ANALYZE_AFTER_ITEMS:
-        _tables_analyze(project=project)
+        try:
+            with transaction.atomic():
+                _tables_analyze(project=project)
+        except DatabaseError:  # e.g. a role that does not own the tables: the import stands
+            log.warning("statistics not refreshed after importing %s items", result.items, exc_info=True)
     return result
 
 
