@@ -75,3 +75,20 @@ def test_a_large_import_refreshes_the_planner_statistics(tmp_path, monkeypatch):
     monkeypatch.setattr("annotate.imports.ANALYZE_AFTER_ITEMS", 30)
     project_import(project=ProjectFactory(), path=path)
     assert reltuples() == 60 != before
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="statistics refresh is PostgreSQL's ANALYZE")
+def test_a_failed_statistics_refresh_does_not_fail_the_import(tmp_path, monkeypatch, caplog):
+    from django.db import DatabaseError
+
+    def refuse(**kwargs):
+        raise DatabaseError("must be owner of table annotate_prompt")
+
+    monkeypatch.setattr("annotate.imports.ANALYZE_AFTER_ITEMS", 1)
+    monkeypatch.setattr("annotate.imports._tables_analyze", refuse)
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"prompt": "q", "response_a": "a", "response_b": "b"}) + "\n")
+    project = ProjectFactory()
+    assert project_import(project=project, path=path).items == 1
+    assert ItemSlot.objects.filter(item__project=project).count() == project.overlap
+    assert "statistics not refreshed" in caplog.text
