@@ -233,7 +233,7 @@ def pair_next(request: HttpRequest, project_id: int) -> HttpResponse | None:
 def _label_fields(request: HttpRequest, criteria_allowed: list) -> dict | None:
     """The label's fields when the body is plainly valid; None sends it to the serializer, which
     accepts the same values (and coerces some others) and words the errors."""
-    if not request.content_type == "application/json":
+    if request.content_type != "application/json":
         return None
     try:
         body = json.loads(request.body)

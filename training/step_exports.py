@@ -10,7 +10,7 @@ one rating per step of its item (the item was re-split after it was given) is ig
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from annotate.models import Project, StepItem, StepLabel
@@ -93,6 +93,17 @@ def _items(project: Project):
     return StepItem.objects.filter(project=project, is_gold=False).select_related("prompt").order_by("id")
 
 
+def _aggregated(project: Project, source: str) -> Iterator[tuple[StepItem, StepAggregate]]:
+    """The project's items that have ratings from ``source``, each with them, in id order."""
+    _source_check(source)
+    items = list(_items(project))
+    aggregates = _combine(project, items, source)
+    for item in items:
+        aggregate = aggregates.get(item.pk)
+        if aggregate is not None:
+            yield item, aggregate
+
+
 def step_item_ratings(*, project: Project, source: str = StepLabel.Source.HUMAN) -> dict[int, StepAggregate]:
     """One set of step ratings per item from the labels of ``source`` ("human", "ai" or "auto").
 
@@ -141,13 +152,8 @@ def stepwise_rows(*, project: Project, source: str = StepLabel.Source.HUMAN,
     _source_check(source)
     if neutral not in NEUTRAL_CHOICES:
         raise ValueError(f"neutral must be one of {NEUTRAL_CHOICES}, not {neutral!r}")
-    items = list(_items(project))
-    aggregates = _combine(project, items, source)
     rows, lineage = [], []
-    for item in items:
-        aggregate = aggregates.get(item.pk)
-        if aggregate is None:
-            continue
+    for item, aggregate in _aggregated(project, source):
         labels = stepwise_labels(aggregate.ratings, neutral=neutral)
         if not labels:
             continue
@@ -225,14 +231,8 @@ def outcome_rows(*, project: Project, source: str = StepLabel.Source.HUMAN) -> t
     rated and none is -1; an item with neither a verdict nor that evidence (an unrated step, no -1) is left
     out, since an unrated step may hide the error.
     """
-    _source_check(source)
-    items = list(_items(project))
-    aggregates = _combine(project, items, source)
     rows, lineage = [], []
-    for item in items:
-        aggregate = aggregates.get(item.pk)
-        if aggregate is None:
-            continue
+    for item, aggregate in _aggregated(project, source):
         if aggregate.outcome in (StepLabel.Outcome.CORRECT, StepLabel.Outcome.INCORRECT):
             label, basis = aggregate.outcome == StepLabel.Outcome.CORRECT, "outcome"
         elif -1 in aggregate.ratings:
