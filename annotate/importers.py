@@ -598,12 +598,13 @@ def _encoding_error(chunk: list[ParsedPair], *, name: str, task: bool) -> Import
 class _BulkCreateWriter:
     """Any backend that returns primary keys from bulk inserts (SQLite here)."""
 
-    def __init__(self, *, project: Project, source: str, progress: Callable[[int], None] | None) -> None:
-        self.project, self.source, self.progress = project, source, progress
+    def __init__(self, *, project: Project, source: str, progress: Callable[[int], None] | None,
+                 import_job_id: int | None = None) -> None:
+        self.project, self.source, self.progress, self.import_job_id = project, source, progress, import_job_id
 
     def write(self, chunk: list[ParsedPair], rows: int) -> None:
         prompts = Prompt.objects.bulk_create(
-            [Prompt(project=self.project, messages=p.prompt, source=self.source,
+            [Prompt(project=self.project, messages=p.prompt, source=self.source, import_job_id=self.import_job_id,
                     metadata=_json_clean(p.metadata) if p.metadata else {}) for p in chunk])
         completions = Completion.objects.bulk_create(
             [c for p, prompt in zip(chunk, prompts, strict=True) for c in (
@@ -719,14 +720,16 @@ class _PostgresCopyWriter:
     in ``progress``) only while no chunk is in flight.
     """
 
-    def __init__(self, *, project: Project, source: str, progress: Callable[[int], None] | None) -> None:
+    def __init__(self, *, project: Project, source: str, progress: Callable[[int], None] | None,
+                 import_job_id: int | None = None) -> None:
         from psycopg.types.string import BytesBinaryDumper
 
-        self.project_id, self.source, self.progress = project.pk, source, progress
+        self.project_id, self.source, self.progress, self.import_job_id = project.pk, source, progress, import_job_id
         now = timezone.now()
         connection.ensure_connection()
         self.raw = connection.connection
-        self.prompts = _CopyTable(self.raw, Prompt, ("id", "project_id", "messages", "source", "metadata"), now)
+        self.prompts = _CopyTable(self.raw, Prompt,
+                                  ("id", "project_id", "messages", "source", "metadata", "import_job_id"), now)
         self.completions = _CopyTable(self.raw, Completion, ("id", "prompt_id", "text", "model_name"), now)
         self.items = _CopyTable(self.raw, PairItem,
                                 ("id", "project_id", "prompt_id", "completion_a_id", "completion_b_id"), now)
@@ -811,6 +814,7 @@ class _PostgresCopyWriter:
     def _encode(self, chunk: list[ParsedPair], prompt_ids: list[int], completion_ids: list[int],
                 item_ids: list[int]) -> tuple[bytes, bytes, bytes]:
         source, project_id, dumps, cursor = self.source, self.project_id, _json_dumps, self.encoding_cursor
+        import_job_id = self.import_job_id
         messages_prefix = self.prompts.json_prefix["messages"]
         metadata_prefix = self.prompts.json_prefix["metadata"]
         empty_metadata = metadata_prefix + "{}"
@@ -818,7 +822,7 @@ class _PostgresCopyWriter:
         prompts = self.prompts.encode(cursor, (
             # Message contents are NUL-free already (conversation_validate): the fast dumps will do.
             (prompt_id, project_id, messages_prefix + dumps(p.prompt), source,
-             metadata_prefix + _jsonb_text(p.metadata) if p.metadata else empty_metadata, *rest)
+             metadata_prefix + _jsonb_text(p.metadata) if p.metadata else empty_metadata, import_job_id, *rest)
             for prompt_id, p in zip(prompt_ids, chunk, strict=True)))
         rest = self.completions.constants
         ids = iter(completion_ids)
@@ -841,7 +845,7 @@ def _chunks(pairs: Iterator[ParsedPair], size: int, counter: _Counter) -> Iterat
 
 def items_import(*, project: Project, path: str | Path, fmt: str = "auto", display_name: str | None = None,
                  progress: Callable[[int], None] | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 field_map: Mapping[str, str] | None = None) -> ImportResult:
+                 field_map: Mapping[str, str] | None = None, import_job_id: int | None = None) -> ImportResult:
     """Import a file of pairs into ``project``: all of it or, on any error, none of it.
 
     The file is read and stored ``chunk_size`` pairs at a time (a few chunks in memory), all in one
@@ -851,7 +855,8 @@ def items_import(*, project: Project, path: str | Path, fmt: str = "auto", displ
     (and rolled back with the import); an exception from it cancels the import. On PostgreSQL the next
     chunk is read while one is stored, so a bad record may be reported before the chunks ahead of it
     have all been reported stored. ``field_map`` names the source keys of ``prompt`` / ``response_a`` /
-    ``response_b`` where they vary (Label Studio data, CSV header).
+    ``response_b`` where they vary (Label Studio data, CSV header). ``import_job_id`` is stored on every
+    prompt: which import brought it.
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
@@ -864,7 +869,8 @@ def items_import(*, project: Project, path: str | Path, fmt: str = "auto", displ
     writer_class = _PostgresCopyWriter if connection.vendor == "postgresql" else _BulkCreateWriter
     items = 0
     with transaction.atomic():
-        writer = writer_class(project=project, source=name[:_SOURCE_MAX], progress=progress)
+        writer = writer_class(project=project, source=name[:_SOURCE_MAX], progress=progress,
+                              import_job_id=import_job_id)
         try:
             for chunk, rows in chunks:
                 try:

@@ -1,13 +1,12 @@
 """Import jobs: an uploaded file is stored, then imported by a worker with progress.
 
-The import itself runs in one transaction (all or nothing), so its progress cannot be written to
-the job row where other connections would see it; it goes to a small file beside the upload,
-which the page reads while the job runs.
+The import runs in one transaction (all or nothing) that also marks the job done, so an import is
+committed once or not at all, whatever happens to its worker; its progress, which other connections
+cannot see inside that transaction, is written by the job's heartbeat (``annotate.job_lifecycle``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -16,9 +15,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, connection, transaction
-from django.utils import timezone
 
 from annotate.importers import ImportError_, ImportResult, items_import
+from annotate.job_lifecycle import JobContext, JobFailed, job_progress_live, job_queue, job_run
 from annotate.models import (
     Completion,
     ImportJob,
@@ -41,13 +40,17 @@ def importer_for(project: Project):
 
 
 def project_import(*, project: Project, path: str | Path, fmt: str = "auto", display_name: str | None = None,
-                   progress: Callable[[int], None] | None = None) -> ImportResult:
+                   progress: Callable[[int], None] | None = None, job: ImportJob | None = None,
+                   before_commit: Callable[[ImportResult], None] | None = None) -> ImportResult:
     """Import a file into the project with the importer of its kind and give the new items their k
-    slots, in one transaction: all of it, ready to be served, or nothing."""
+    slots, in one transaction: all of it, ready to be served, or nothing. ``before_commit(result)`` runs
+    last inside that transaction (the job is marked done there); the prompts remember ``job``."""
     with transaction.atomic():
         result = importer_for(project)(project=project, path=path, fmt=fmt, display_name=display_name,
-                                       progress=progress)
+                                       progress=progress, import_job_id=job.pk if job else None)
         slots_ensure(project=project)
+        if before_commit is not None:
+            before_commit(result)
     if connection.vendor == "postgresql" and result.items >= ANALYZE_AFTER_ITEMS:
         try:
             with transaction.atomic():
@@ -71,10 +74,6 @@ def _tables_analyze(*, project: Project) -> None:
         cursor.execute(f"ANALYZE {', '.join(qn(m._meta.db_table) for m in models)}")
 
 
-def _progress_path(job: ImportJob) -> Path:
-    return settings.MEDIA_ROOT / (job.path + ".progress")
-
-
 def import_job_create(*, project: Project, upload: UploadedFile, fmt: str = "auto", user=None) -> ImportJob:
     """Store the upload and queue its import once this transaction commits."""
     relative = Path("imports") / f"project-{project.pk}" / f"{uuid.uuid4().hex}-{Path(upload.name).name[:100]}"
@@ -87,48 +86,31 @@ def import_job_create(*, project: Project, upload: UploadedFile, fmt: str = "aut
             size += len(chunk)
     job = ImportJob.objects.create(project=project, created_by=user, file_name=upload.name, path=str(relative),
                                    format=fmt, total=size)
-    from annotate.tasks import import_job_run_task
-
-    import_job_run_task.delay_on_commit(job.pk)
+    job_queue(job)
     return job
 
 
 def import_job_progress(*, job: ImportJob) -> int:
-    """Rows read so far: live from the progress file while running, from the row once finished."""
-    if job.status == ImportJob.Status.RUNNING:
-        try:
-            return int(json.loads(_progress_path(job).read_text())["rows"])
-        except (OSError, ValueError, KeyError):
-            return job.progress
-    return job.progress
+    """Rows read so far: live while the import runs, from the row once finished."""
+    return job_progress_live(job)[0]
 
 
-def import_job_run(*, job_id: int) -> ImportJob:
-    """Import the job's file. Idempotent: a finished job is left alone; an interrupted one is
-    retried from the start, which is safe because an import that did not finish stored nothing."""
-    with transaction.atomic():
-        job = ImportJob.objects.select_for_update(of=("self",)).select_related("project").get(pk=job_id)
-        if job.status in (ImportJob.Status.DONE, ImportJob.Status.FAILED):
-            return job
-        job.status, job.error = ImportJob.Status.RUNNING, ""
-        job.save(update_fields=["status", "error"])
-    progress_file = _progress_path(job)
+def import_job_run(*, job_id: int) -> ImportJob | None:
+    """Import the job's file under the job's lease. The import and the job's DONE commit together: a
+    job whose worker died has stored nothing and starts again; a second delivery does nothing."""
+    return job_run(model=ImportJob, job_id=job_id, work=_import_work, related=("project",))
 
+
+def _import_work(job: ImportJob, ctx: JobContext) -> None:
     def progress(rows: int) -> None:
-        progress_file.write_text(json.dumps({"rows": rows}))
+        ctx.progress(rows)
+        ctx.check()  # a cancelled import stops here and rolls back
+
+    def done(result: ImportResult) -> None:
+        ctx.finish(items=result.items, progress=result.rows, format=result.format)
 
     try:
-        result = project_import(project=job.project, path=settings.MEDIA_ROOT / job.path, fmt=job.format,
-                                display_name=job.file_name, progress=progress)
+        project_import(project=job.project, path=settings.MEDIA_ROOT / job.path, fmt=job.format,
+                       display_name=job.file_name, progress=progress, job=job, before_commit=done)
     except ImportError_ as exc:
-        job.status, job.error = ImportJob.Status.FAILED, str(exc)
-    except Exception as exc:
-        log.exception("import job %s failed", job_id)
-        job.status, job.error = ImportJob.Status.FAILED, f"{type(exc).__name__}: {exc}"
-    else:
-        job.status, job.items, job.progress, job.format = (
-            ImportJob.Status.DONE, result.items, result.rows, result.format)
-    job.finished_at = timezone.now()
-    job.save(update_fields=["status", "error", "items", "progress", "format", "finished_at"])
-    progress_file.unlink(missing_ok=True)
-    return job
+        raise JobFailed(str(exc)) from None

@@ -1,15 +1,13 @@
-"""What every background job row shares: its status choices and how a failure is recorded."""
+"""What every background job row shares: its status, progress and lease (the job lifecycle's model).
+
+The lifecycle itself (claim, heartbeat, finish, cancel, retry, reap) is in ``annotate.job_lifecycle``.
+"""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
+from typing import ClassVar
 
 from django.db import models
-from django.utils import timezone
-
-log = logging.getLogger(__name__)
 
 
 class JobStatus(models.TextChoices):
@@ -20,20 +18,55 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled", "Cancelled"
 
 
-@contextmanager
-def job_failure_recorded(job: models.Model, *, error: str = "error") -> Iterator[None]:
-    """Mark ``job`` failed, with the error and the time, if the block raises; then re-raise, so
-    the task's own failure handling (and the eager caller) still sees it."""
-    try:
-        yield
-    except Exception as exc:
-        log.exception("%s %s failed", type(job).__name__, job.pk)
-        job.status, job.finished_at = JobStatus.FAILED, timezone.now()
-        setattr(job, error, f"{type(exc).__name__}: {exc}")
-        job.save(update_fields=["status", error, "finished_at"])
-        raise
+ACTIVE_STATUSES = (JobStatus.QUEUED, JobStatus.RUNNING)
+FINISHED_STATUSES = (JobStatus.DONE, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-def job_done(job: models.Model) -> None:
-    job.status, job.finished_at = JobStatus.DONE, timezone.now()
-    job.save(update_fields=["status", "finished_at"])
+class Job(models.Model):
+    """A background job: an import, a synthesis job, a judge run, a training job.
+
+    A worker claims the row with a lease (``lease_token`` until ``lease_until``) that it renews while
+    the job runs (``heartbeat_at``); a RUNNING job whose lease has passed has lost its worker and is
+    resumed or failed by the next check. ``attempt`` counts the starts: the first, and one more each
+    time the job is resumed after its worker stopped.
+    """
+
+    Status = JobStatus
+
+    # The Celery task (by name) that runs a job of this kind, with the job's id as its one argument.
+    task_name: ClassVar[str] = ""
+    # In URLs and the API: /jobs/<slug>/<id>/.
+    slug: ClassVar[str] = ""
+    # How to reach the job's project from the job (a lookup path).
+    project_path: ClassVar[str] = "project"
+    # Starts allowed in all: after that many, a job whose worker stopped again fails.
+    max_attempts: ClassVar[int] = 3
+
+    status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    progress = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="Last sign of life from its worker.")
+    lease_until = models.DateTimeField(null=True, blank=True,
+                                       help_text="A running job whose lease has passed has lost its worker.")
+    lease_token = models.CharField(max_length=32, blank=True, editable=False)
+    attempt = models.PositiveSmallIntegerField(default=0, help_text="Starts so far, resumptions included.")
+    worker = models.CharField(max_length=200, blank=True, help_text="host:pid of the worker that runs it.")
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def can_cancel(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def can_retry(self) -> bool:
+        return self.status in (JobStatus.FAILED, JobStatus.CANCELLED)

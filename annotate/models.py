@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from annotate.jobs import JobStatus
+from annotate.jobs import Job
 
 
 class Project(models.Model):
@@ -71,6 +71,10 @@ class Prompt(models.Model):
     messages = models.JSONField()
     source = models.CharField(max_length=200, blank=True, help_text="Where it came from (file, generator).")
     metadata = models.JSONField(default=dict, blank=True)
+    # The import that stored it (lineage, and the proof that an import was committed once). No database
+    # constraint and no index: checked per row and maintained per row, they would slow every import.
+    import_job = models.ForeignKey("ImportJob", null=True, blank=True, on_delete=models.DO_NOTHING,
+                                   db_constraint=False, db_index=False, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -330,23 +334,20 @@ class ItemSkip(models.Model):
         return f"{self.annotator} skipped {self.item_id or self.step_item_id}"
 
 
-class ImportJob(models.Model):
-    """A file imported by a worker, with progress for the page."""
+class ImportJob(Job):
+    """A file imported by a worker, all of it or nothing, with progress for the page."""
 
-    Status = JobStatus
+    task_name = "annotate.tasks.import_job_run_task"
+    slug = "imports"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
     file_name = models.CharField(max_length=300)
     path = models.CharField(max_length=500, help_text="The uploaded file, under MEDIA_ROOT.")
     format = models.CharField(max_length=30, default="auto")
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     progress = models.PositiveIntegerField(default=0, help_text="Rows read so far.")
-    total = models.PositiveIntegerField(default=0, help_text="Bytes of the file (for the progress bar).")
+    total = models.PositiveIntegerField(default=0, help_text="Bytes of the file.")
     items = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -486,9 +486,10 @@ def _read(path: str | Path, name: str, parser: Callable[[dict, str], ParsedStepI
         yield item
 
 
-def _write(chunk: list[ParsedStepItem], *, project: Project, source: str, source_name: str) -> None:
+def _write(chunk: list[ParsedStepItem], *, project: Project, source: str, source_name: str,
+           import_job_id: int | None = None) -> None:
     prompts = Prompt.objects.bulk_create([
-        Prompt(project=project, messages=p.prompt, source=source,
+        Prompt(project=project, messages=p.prompt, source=source, import_job_id=import_job_id,
                metadata=_json_clean({**p.prompt_metadata, "source_line": p.line})) for p in chunk])
     items = StepItem.objects.bulk_create([
         StepItem(project=project, prompt=prompt, steps=p.steps, solution_text=p.solution_text,
@@ -505,7 +506,7 @@ def _write(chunk: list[ParsedStepItem], *, project: Project, source: str, source
 
 def step_items_import(*, project: Project, path: str | Path, fmt: str = "auto", display_name: str | None = None,
                       progress: Callable[[int], None] | None = None,
-                      chunk_size: int = DEFAULT_STEP_CHUNK_SIZE) -> ImportResult:
+                      chunk_size: int = DEFAULT_STEP_CHUNK_SIZE, import_job_id: int | None = None) -> ImportResult:
     """Import a file of step items (and their labels) into a steps project: all of it or, on any error, none.
 
     The file is read and stored ``chunk_size`` records at a time (one chunk in memory), all in one
@@ -527,7 +528,8 @@ def step_items_import(*, project: Project, path: str | Path, fmt: str = "auto", 
     items = 0
     with transaction.atomic():
         while chunk := list(itertools.islice(records, chunk_size)):
-            _write(chunk, project=project, source=name[:_SOURCE_MAX], source_name=source_name)
+            _write(chunk, project=project, source=name[:_SOURCE_MAX], source_name=source_name,
+                   import_job_id=import_job_id)
             items += len(chunk)
             if progress is not None:
                 progress(counter.rows)

@@ -172,15 +172,33 @@ ENDPOINT_SECRET = os.environ.get("ENDPOINT_SECRET", "")
 # Default broker: kombu's filesystem transport, which needs no server. Production: Redis.
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
 BROKER_DIR = Path(os.environ.get("CELERY_BROKER_DIR", VAR_DIR / "broker"))
+
+# --- Jobs (annotate.job_lifecycle) ------------------------------------------------------------
+# A running job's worker renews its lease every JOB_HEARTBEAT_SECONDS for JOB_LEASE_SECONDS; every
+# worker looks every JOB_REAP_SECONDS for jobs whose lease has passed (their worker stopped) and
+# resumes or fails them: a killed worker's job is noticed within lease + check interval.
+JOB_LEASE_SECONDS = int(os.environ.get("JOB_LEASE_SECONDS", "60"))
+JOB_HEARTBEAT_SECONDS = float(os.environ.get("JOB_HEARTBEAT_SECONDS", "15"))
+JOB_REAP_SECONDS = float(os.environ.get("JOB_REAP_SECONDS", "30"))
+# Soft time limit of one task of each kind (a judge run's task is one chunk); the hard limit is this
+# margin later. Enforced by the prefork pool (the solo pool of the embedded default has none).
+JOB_TIME_LIMITS = {"import": 6 * 3600, "synthesis": 6 * 3600, "judge": 2 * 3600, "training": 48 * 3600}
+JOB_HARD_LIMIT_MARGIN = 600
+# A message is handed to another worker when it is not acknowledged within the visibility timeout
+# (Redis): longer than the longest hard limit, so a job that runs is never delivered twice for that
+# reason (and a second delivery does nothing while the lease lives, in any case). A job whose worker
+# died does not wait for it: the lease check queues it again.
+CELERY_BROKER_VISIBILITY_TIMEOUT = max(JOB_TIME_LIMITS.values()) + JOB_HARD_LIMIT_MARGIN + 3600
 if CELERY_BROKER_URL.startswith("filesystem://"):
     BROKER_DIR.mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR),
         "data_folder_out": str(BROKER_DIR),
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
     }
 else:
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 4 * 3600}
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
 # Progress and results live on job rows, not in a result backend.
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True

@@ -1,5 +1,6 @@
 from django.contrib import admin
 
+from annotate.admin import JobAdmin
 from judges.models import AIJudgment, Constitution, Judge, JudgeRun, Principle
 from judges.services import constitution_touch, judge_version_bump_if_changed
 
@@ -38,9 +39,9 @@ class JudgeAdmin(admin.ModelAdmin):
 
 
 @admin.register(JudgeRun)
-class JudgeRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "judge", "project", "status", "progress", "total"]
-    readonly_fields = ["status", "progress", "total", "error", "finished_at"]
+class JudgeRunAdmin(JobAdmin):
+    list_display = ["id", "judge", "project", "status", "progress", "total", "attempt"]
+    list_filter = ["status"]
 
 
 @admin.register(AIJudgment)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from annotate.jobs import JobStatus
+from annotate.jobs import Job
 
 DEFAULT_PAIRWISE_TEMPLATE = """Compare two responses to the conversation below and decide which one is better:
 more helpful, correct and harmless.
@@ -127,17 +127,12 @@ class Judge(models.Model):
                         "verdict_method", "votes", "temperature", "max_new_tokens")
 
 
-class JudgeRun(models.Model):
-    Status = JobStatus
+class JudgeRun(Job):
+    task_name = "judges.tasks.judge_run_execute_task"
+    slug = "judge-runs"
 
     judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="runs")
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="judge_runs")
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
-    progress = models.PositiveIntegerField(default=0)
-    total = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -11,11 +11,9 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import Exists, OuterRef
-from django.utils import timezone
 
-from annotate.jobs import job_done, job_failure_recorded
+from annotate.job_lifecycle import REQUEUE, JobContext, job_cancel, job_queue, job_run
 from annotate.models import PairItem, Project, StepItem, StepLabel
-from annotate.selectors import pair_items_for_project
 from annotate.services import pair_items_prioritize, step_labels_store
 from judges.models import DEFAULT_QUESTION, AIJudgment, Judge, JudgeRun
 from synth.backends.base import Backend, Sampling
@@ -316,71 +314,63 @@ def disputed_items_prioritize(*, project: Project) -> int:
 def judge_run_create(*, judge: Judge, project: Project, start: bool = True) -> JudgeRun:
     run = JudgeRun.objects.create(judge=judge, project=project)
     if start:
-        from judges.tasks import judge_run_execute_task
-
-        judge_run_execute_task.delay_on_commit(run.pk)
+        job_queue(run)
     return run
 
 
-def judge_run_execute(*, run_id: int, batch_size: int = 8, chunk_size: int | None = None) -> JudgeRun:
-    """Judge pairs of the run's project that this judge version has not judged yet.
+def judge_run_execute(*, run_id: int, batch_size: int = 8, chunk_size: int | None = None) -> JudgeRun | None:
+    """Judge the items of the run's project that this judge version has not judged yet, under the run's
+    lease.
 
-    With ``chunk_size``, stop after that many pairs (the task then queues the next chunk, so a
-    killed worker loses one chunk at most and long runs interleave with other work). Resumable
-    and idempotent: what is judged is skipped. A cancelled run stops at the next batch.
+    With ``chunk_size``, stop after that many items and go back to the queue for the next chunk (a long
+    run interleaves with other work on the worker). Resumable: what is judged is skipped, so a run
+    resumed after its worker stopped, or retried, goes on where it was. ``total`` is what was left to
+    judge when the run began, and ``progress`` how much of it is judged, by this run or any other.
+    A cancelled run stops at the next batch.
     """
-    with transaction.atomic():
-        # of=self: the constitution is a nullable join, which PostgreSQL will not lock.
-        run = (JudgeRun.objects.select_for_update(of=("self",))
-               .select_related("judge__endpoint", "judge__constitution", "project").get(pk=run_id))
-        if run.status in (JudgeRun.Status.DONE, JudgeRun.Status.CANCELLED):
-            return run
-        run.status, run.error = JudgeRun.Status.RUNNING, ""
-        run.save(update_fields=["status", "error"])
+    return job_run(model=JudgeRun, job_id=run_id, related=("judge__endpoint", "judge__constitution", "project"),
+                   work=lambda run, ctx: _judge_run_chunk(run, ctx, batch_size=batch_size, chunk_size=chunk_size))
+
+
+def _judge_run_chunk(run: JudgeRun, ctx: JobContext, *, batch_size: int, chunk_size: int | None) -> object:
     judge = run.judge
-    with job_failure_recorded(run):
-        steps = run.project.task_kind == Project.TaskKind.STEPS
+    steps = run.project.task_kind == Project.TaskKind.STEPS
+    if steps:
+        mine = StepLabel.objects.filter(source=StepLabel.Source.AI, source_name=judge_source_name(judge=judge))
+        pending = (StepItem.objects.filter(project=run.project).select_related("prompt")
+                   .exclude(Exists(mine.filter(item=OuterRef("pk")))).order_by("id"))
+    else:
+        judged = AIJudgment.objects.filter(judge=judge, template_version=judge.template_version, item=OuterRef("pk"))
+        pending = (PairItem.objects.filter(project=run.project).select_related("prompt", "completion_a", "completion_b")
+                   .exclude(Exists(judged)).order_by("id"))
+    remaining = pending.count()
+    if not (run.total or run.progress):
+        total = remaining  # the run's first turn: what is left to judge now
+    else:
+        total = max(run.total, run.progress + remaining)  # items added since then count too
+    done = total - remaining
+    ctx.progress(done, total)
+    todo = list(pending[:chunk_size] if chunk_size else pending)
+    backend = endpoint_backend(endpoint=judge.endpoint)
+    for start in range(0, len(todo), batch_size):
+        ctx.check()
+        batch = todo[start : start + batch_size]
         if steps:
-            mine = StepLabel.objects.filter(source=StepLabel.Source.AI, source_name=judge_source_name(judge=judge))
-            pending = (StepItem.objects.filter(project=run.project).select_related("prompt")
-                       .exclude(Exists(mine.filter(item=OuterRef("pk")))).order_by("id"))
-            done_count = mine.filter(item__project=run.project).count()
+            step_items_judge(judge=judge, items=batch, backend=backend)
         else:
-            judged = AIJudgment.objects.filter(judge=judge, template_version=judge.template_version,
-                                               item=OuterRef("pk"))
-            pending = pair_items_for_project(project=run.project).exclude(Exists(judged)).order_by("id")
-            done_count = AIJudgment.objects.filter(judge=judge, template_version=judge.template_version,
-                                                   item__project=run.project).count()
-        remaining = pending.count()
-        run.total, run.progress = done_count + remaining, done_count
-        run.save(update_fields=["total", "progress"])
-        todo = list(pending[:chunk_size] if chunk_size else pending)
-        backend = endpoint_backend(endpoint=judge.endpoint)
-        for start in range(0, len(todo), batch_size):
-            if JudgeRun.objects.filter(pk=run.pk, status=JudgeRun.Status.CANCELLED).exists():
-                run.status = JudgeRun.Status.CANCELLED
-                return run
-            batch = todo[start : start + batch_size]
-            if steps:
-                step_items_judge(judge=judge, items=batch, backend=backend)
-            else:
-                items_judge(judge=judge, items=batch, run=run, backend=backend)
-            run.progress += len(batch)
-            JudgeRun.objects.filter(pk=run.pk).update(progress=run.progress)
-        if len(todo) < remaining:
-            return run  # more to do: the caller queues the next chunk
-        if run.project.prioritize_disagreements and not steps:
-            disputed_items_prioritize(project=run.project)
-        job_done(run)
-    return run
+            items_judge(judge=judge, items=batch, run=run, backend=backend)
+        done += len(batch)
+        ctx.progress(done, total)
+    if len(todo) < remaining:
+        return REQUEUE  # more to do: the next chunk is another turn
+    if run.project.prioritize_disagreements and not steps:
+        disputed_items_prioritize(project=run.project)
+    return None
 
 
 def judge_run_cancel(*, run: JudgeRun) -> JudgeRun:
     """Stop a queued or running run at its next batch; what it judged is kept."""
-    JudgeRun.objects.filter(pk=run.pk, status__in=[JudgeRun.Status.QUEUED, JudgeRun.Status.RUNNING]).update(
-        status=JudgeRun.Status.CANCELLED, finished_at=timezone.now())
-    run.refresh_from_db()
-    return run
+    return job_cancel(job=run)
 
 
 def judge_version_bump_if_changed(*, judge: Judge) -> bool:

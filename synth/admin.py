@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin
 
+from annotate.admin import JobAdmin
 from synth.models import CachedResponse, ModelEndpoint, SynthesisJob
 from synth.services import endpoint_api_key_set, endpoint_usage
 
@@ -50,7 +51,6 @@ class CachedResponseAdmin(admin.ModelAdmin):
 
 
 @admin.register(SynthesisJob)
-class SynthesisJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "endpoint", "status", "progress", "total", "created_at"]
+class SynthesisJobAdmin(JobAdmin):
+    list_display = ["id", "project", "endpoint", "status", "progress", "total", "attempt", "created_at"]
     list_filter = ["status"]
-    readonly_fields = ["status", "progress", "total", "error", "started_at", "finished_at"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from annotate.jobs import JobStatus
+from annotate.jobs import Job
 
 
 class ModelEndpoint(models.Model):
@@ -75,23 +75,17 @@ class CachedResponse(models.Model):
         return f"{self.endpoint_id}:{self.key[:12]}"
 
 
-class SynthesisJob(models.Model):
+class SynthesisJob(Job):
     class Kind(models.TextChoices):
         PAIRS = "pairs", "Sample two completions per prompt and build pairs"
 
-    Status = JobStatus
+    task_name = "synth.tasks.synthesis_job_run_task"
+    slug = "synthesis"
 
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="synthesis_jobs")
     endpoint = models.ForeignKey(ModelEndpoint, on_delete=models.PROTECT, related_name="synthesis_jobs")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.PAIRS)
     params = models.JSONField(default=dict, blank=True)
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
-    progress = models.PositiveIntegerField(default=0)
-    total = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

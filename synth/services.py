@@ -12,10 +12,9 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Sum
-from django.utils import timezone
 
-from annotate.jobs import job_done, job_failure_recorded
-from annotate.models import Completion, PairItem, Project, Prompt
+from annotate.job_lifecycle import JobContext, job_queue, job_run
+from annotate.models import Completion, Project, Prompt
 from annotate.services import pair_item_create
 from synth.backends.base import Backend, Sampling, backend_load
 from synth.models import CachedResponse, Generation, ModelEndpoint, SynthesisJob
@@ -128,56 +127,45 @@ def synthesis_job_create(*, project: Project, endpoint: ModelEndpoint, max_new_t
     job = SynthesisJob.objects.create(project=project, endpoint=endpoint, params=params,
                                       total=project.prompts.count())
     if start:
-        from synth.tasks import synthesis_job_run_task
-
-        synthesis_job_run_task.delay_on_commit(job.pk)
+        job_queue(job)
     return job
 
 
-def synthesis_job_run(*, job_id: int) -> SynthesisJob:
-    """Sample two completions per prompt and make a pair of them.
+def synthesis_job_run(*, job_id: int) -> SynthesisJob | None:
+    """Sample two completions per prompt and make a pair of them, under the job's lease.
 
-    Idempotent and resumable: prompts that already have a pair from this job are skipped, and a
-    finished job is left alone, so a re-delivered task does no work twice.
+    Resumable: prompts that already have a pair from this job are skipped, so a job resumed after its
+    worker stopped (or retried) goes on where it was; a second delivery while it runs does nothing.
     """
-    with transaction.atomic():
-        job = SynthesisJob.objects.select_for_update(of=("self",)).select_related("endpoint", "project").get(pk=job_id)
-        if job.status == SynthesisJob.Status.DONE:
-            return job
-        job.status, job.started_at, job.error = SynthesisJob.Status.RUNNING, timezone.now(), ""
-        job.save(update_fields=["status", "started_at", "error"])
-    with job_failure_recorded(job):
-        params = dict(job.params)
-        batch_size = int(params.pop("batch_size", 8))
-        sampling = Sampling(n=2, batch_size=batch_size * 2, **params)
-        done_prompts = set(Generation.objects.filter(job=job).values_list("completion__prompt_id", flat=True))
-        todo = list(Prompt.objects.filter(project=job.project).exclude(pk__in=done_prompts).order_by("id"))
-        job.total = len(done_prompts) + len(todo)
-        job.progress = len(done_prompts)
-        job.save(update_fields=["total", "progress"])
-        backend = endpoint_backend(endpoint=job.endpoint)
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            replies = backend.generate([p.messages for p in batch], sampling)
-            with transaction.atomic():
-                for prompt, (text_a, text_b) in zip(batch, replies, strict=True):
-                    made = [
-                        Completion.objects.create(prompt=prompt, text=text, model_name=job.endpoint.name,
-                                                  sampling=sampling.as_dict())
-                        for text in (text_a, text_b)
-                    ]
-                    Generation.objects.bulk_create(
-                        [Generation(completion=c, endpoint=job.endpoint, job=job, sampling=c.sampling) for c in made]
-                    )
-                    pair_item_create(prompt=prompt, completion_a=made[0], completion_b=made[1])
-                job.progress += len(batch)
-                job.save(update_fields=["progress"])
-        job_done(job)
-    return job
+    return job_run(model=SynthesisJob, job_id=job_id, work=_synthesis_work, related=("endpoint", "project"))
 
 
-def pair_count_for_job(*, job: SynthesisJob) -> int:
-    return PairItem.objects.filter(completion_a__generation__job=job).count()
+def _synthesis_work(job: SynthesisJob, ctx: JobContext) -> None:
+    params = dict(job.params)
+    batch_size = int(params.pop("batch_size", 8))
+    sampling = Sampling(n=2, batch_size=batch_size * 2, **params)
+    done_prompts = set(Generation.objects.filter(job=job).values_list("completion__prompt_id", flat=True))
+    todo = list(Prompt.objects.filter(project=job.project).exclude(pk__in=done_prompts).order_by("id"))
+    done, total = len(done_prompts), len(done_prompts) + len(todo)
+    ctx.progress(done, total)
+    backend = endpoint_backend(endpoint=job.endpoint)
+    for start in range(0, len(todo), batch_size):
+        ctx.check()
+        batch = todo[start : start + batch_size]
+        replies = backend.generate([p.messages for p in batch], sampling)
+        with transaction.atomic():
+            for prompt, (text_a, text_b) in zip(batch, replies, strict=True):
+                made = [
+                    Completion.objects.create(prompt=prompt, text=text, model_name=job.endpoint.name,
+                                              sampling=sampling.as_dict())
+                    for text in (text_a, text_b)
+                ]
+                Generation.objects.bulk_create(
+                    [Generation(completion=c, endpoint=job.endpoint, job=job, sampling=c.sampling) for c in made]
+                )
+                pair_item_create(prompt=prompt, completion_a=made[0], completion_b=made[1])
+        done += len(batch)
+        ctx.progress(done, total)
 
 
 def endpoint_model_dir(*, endpoint: ModelEndpoint) -> Path:

@@ -1,16 +1,10 @@
-import logging
-
 from celery import shared_task
 
-log = logging.getLogger(__name__)
+from annotate.job_lifecycle import task_options
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, soft_time_limit=6 * 3600)
+@shared_task(**task_options("synthesis"))
 def synthesis_job_run_task(job_id: int) -> None:
-    from synth.models import SynthesisJob
     from synth.services import synthesis_job_run
 
-    try:
-        synthesis_job_run(job_id=job_id)
-    except SynthesisJob.DoesNotExist:
-        log.warning("synthesis job %s no longer exists; nothing to do", job_id)
+    synthesis_job_run(job_id=job_id)

@@ -1,6 +1,7 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
+from annotate.admin import JobAdmin
 from training.models import DatasetSnapshot, TrainingJob
 from training.services import training_job_start
 
@@ -20,15 +21,15 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
 
 
 @admin.register(TrainingJob)
-class TrainingJobAdmin(admin.ModelAdmin):
-    """Adding a job here starts it: it is queued on the training queue when saved."""
+class TrainingJobAdmin(JobAdmin):
+    """Adding a job here starts it: it is queued on the training queue when saved. A failed or cancelled
+    job can be retried (it resumes from its last checkpoint when its configuration is unchanged)."""
 
-    list_display = ["id", "method", "base_endpoint", "snapshot", "status", "final_loss", "result_endpoint"]
+    list_display = ["id", "method", "base_endpoint", "snapshot", "status", "progress", "total", "final_loss",
+                    "result_endpoint"]
     list_filter = ["status", "method"]
-    readonly_fields = ["status", "metrics", "log_tail", "artifact_path", "result_endpoint", "error",
-                       "started_at", "finished_at"]
+    readonly_fields = ["metrics", "log_tail", "artifact_path", "result_endpoint"]
     exclude = ["log"]
-    actions = ["start_jobs"]
 
     @admin.display(description="Log (last lines)")
     def log_tail(self, obj):
@@ -39,11 +40,3 @@ class TrainingJobAdmin(admin.ModelAdmin):
         if not change:
             training_job_start(job=obj)
             messages.info(request, f"Training job #{obj.pk} queued on the training queue.")
-
-    @admin.action(description="Start (or restart) the selected jobs")
-    def start_jobs(self, request, queryset):
-        started = 0
-        for job in queryset.exclude(status__in=[TrainingJob.Status.DONE, TrainingJob.Status.RUNNING]):
-            training_job_start(job=job)
-            started += 1
-        self.message_user(request, f"Queued {started} job(s).")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from annotate.jobs import JobStatus
+from annotate.jobs import Job
 
 
 class DatasetSnapshot(models.Model):
@@ -39,27 +39,24 @@ class DatasetSnapshot(models.Model):
         return f"{self.name} ({self.rows} rows, {self.sha256[:8]})"
 
 
-class TrainingJob(models.Model):
+class TrainingJob(Job):
     class Method(models.TextChoices):
         DPO = "dpo", "DPO"
 
-    Status = JobStatus
+    task_name = "training.tasks.training_job_run_task"
+    slug = "training"
+    project_path = "snapshot__project"
 
     method = models.CharField(max_length=20, choices=Method.choices, default=Method.DPO)
     base_endpoint = models.ForeignKey("synth.ModelEndpoint", on_delete=models.PROTECT, related_name="training_jobs")
     snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="training_jobs")
     hyperparameters = models.JSONField(default=dict, blank=True,
                                        help_text='e.g. {"max_steps": 10, "beta": 0.1, "learning_rate": 5e-6}')
-    status = models.CharField(max_length=20, choices=Status.choices, default=Status.QUEUED)
     metrics = models.JSONField(default=list, blank=True, help_text="One entry per logged step.")
     log = models.TextField(blank=True)
     artifact_path = models.CharField(max_length=500, blank=True)
     result_endpoint = models.ForeignKey("synth.ModelEndpoint", null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+")
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]

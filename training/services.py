@@ -6,6 +6,8 @@ import hashlib
 import json
 import logging
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -17,7 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from annotate.jobs import job_done, job_failure_recorded
+from annotate.job_lifecycle import JobContext, JobFailed, JobStopped, job_queue, job_run
 from annotate.models import PairLabel, Project, Verdict
 from annotate.quality import pair_item_verdicts
 from annotate.selectors import pair_items_for_project
@@ -155,65 +157,97 @@ def training_job_create(*, base_endpoint: ModelEndpoint, snapshot: DatasetSnapsh
 
 def training_job_start(*, job: TrainingJob) -> None:
     """Queue the job on the training queue once the current transaction commits."""
-    from training.tasks import training_job_run_task
-
-    training_job_run_task.delay_on_commit(job.pk)
+    job_queue(job)
 
 
 def _job_dir(job: TrainingJob) -> Path:
     return settings.MODELS_ROOT / "training" / f"job-{job.pk}"
 
 
-def training_job_run(*, job_id: int) -> TrainingJob:
-    """Run the training script as a subprocess, record its log and metrics, register the model.
+def training_job_run(*, job_id: int) -> TrainingJob | None:
+    """Run the training script as a subprocess under the job's lease, record its log, progress and
+    metrics, and register the trained model as an endpoint.
 
-    Idempotent: a finished job is left alone; a job found running (its worker died) starts over.
+    The script checkpoints as it goes: a job resumed after its worker stopped (or retried) continues from
+    its last checkpoint, unless its configuration changed since. The subprocess runs in its own process
+    group and dies with its worker; cancelling the job stops it.
     """
-    with transaction.atomic():
-        job = (TrainingJob.objects.select_for_update(of=("self",)).select_related("base_endpoint", "snapshot")
-               .get(pk=job_id))
-        if job.status == TrainingJob.Status.DONE:
-            return job
-        job.status, job.started_at, job.error, job.log, job.metrics = (
-            TrainingJob.Status.RUNNING, timezone.now(), "", "", [])
-        job.save(update_fields=["status", "started_at", "error", "log", "metrics"])
-    out = _job_dir(job) / "model"
-    with job_failure_recorded(job):
-        config = {**job.hyperparameters, "dataset": str(snapshot_path(snapshot=job.snapshot)),
-                  "model": str(endpoint_model_dir(endpoint=job.base_endpoint)), "output_dir": str(out)}
-        out.mkdir(parents=True, exist_ok=True)
-        config_path = _job_dir(job) / "config.json"
-        config_path.write_text(json.dumps(config, indent=2))
-        _subprocess_run(job, [sys.executable, "-m", f"training.ml.{job.method}", "--config", str(config_path)])
-        metrics_file = out / "metrics.jsonl"
-        job.metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
-        endpoint, _ = ModelEndpoint.objects.update_or_create(
-            name=f"{job.base_endpoint.name}-{job.method}-job{job.pk}",
-            defaults={"kind": ModelEndpoint.Kind.TRANSFORMERS, "path": str(out), "created_by_job_id": job.pk},
-        )
-        job.artifact_path, job.result_endpoint = str(out), endpoint
-        job.save(update_fields=["metrics", "artifact_path", "result_endpoint"])
-        job_done(job)
-    return job
+    return job_run(model=TrainingJob, job_id=job_id, work=_training_work, related=("base_endpoint", "snapshot"))
 
 
-def _subprocess_run(job: TrainingJob, command: list[str]) -> None:
-    """Run the trainer, appending its output to the job's log at most once a second."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+def _training_work(job: TrainingJob, ctx: JobContext) -> None:
+    job_dir = _job_dir(job)
+    out = job_dir / "model"
+    config = {**job.hyperparameters, "dataset": str(snapshot_path(snapshot=job.snapshot)),
+              "model": str(endpoint_model_dir(endpoint=job.base_endpoint)), "output_dir": str(out)}
+    config_path = job_dir / "config.json"
+    text = json.dumps(config, indent=2)
+    if config_path.exists() and config_path.read_text() != text:
+        # Checkpoints of another configuration must not be resumed.
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(text)
+    note = f"--- attempt {job.attempt} on {job.worker} ---\n"
+    job.log = (job.log + note) if job.log else note
+    ctx.progress(0, int(job.hyperparameters.get("max_steps") or 0))
+    _subprocess_run(job, ctx, [sys.executable, "-m", f"training.ml.{job.method}", "--config", str(config_path)])
+    metrics_file = out / "metrics.jsonl"
+    job.metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    endpoint, _ = ModelEndpoint.objects.update_or_create(
+        name=f"{job.base_endpoint.name}-{job.method}-job{job.pk}",
+        defaults={"kind": ModelEndpoint.Kind.TRANSFORMERS, "path": str(out), "created_by_job_id": job.pk},
+    )
+    job.artifact_path, job.result_endpoint = str(out), endpoint
+    TrainingJob.objects.filter(pk=job.pk).update(metrics=job.metrics, artifact_path=job.artifact_path,
+                                                 result_endpoint=endpoint, log=job.log)
+
+
+def _process_group_kill(process: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop the trainer and anything it started: SIGTERM to its process group, SIGKILL after ``grace``."""
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _subprocess_run(job: TrainingJob, ctx: JobContext, command: list[str]) -> None:
+    """Run the trainer in its own process group, appending its output to the job's log at most once a
+    second and its steps to the job's progress. The trainer exits when this process dies (it watches
+    its parent, ``training.ml.common.parent_watch``); a cancelled job kills its process group."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "TRAINER_PARENT_PID": str(os.getpid())}
     process = subprocess.Popen(command, cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    ctx.on_stop(lambda: _process_group_kill(process))
+    head = job.log
     lines: list[str] = []
     last = 0.0
     assert process.stdout is not None
-    for line in process.stdout:
-        lines.append(line)
-        if time.monotonic() - last > 1.0:
-            job.log = "".join(lines[-2000:])
-            job.save(update_fields=["log"])
-            last = time.monotonic()
-    code = process.wait()
-    job.log = "".join(lines[-2000:])
-    job.save(update_fields=["log"])
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith('{"event"'):
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    event = {}
+                if event.get("event") in ("log", "resume") and isinstance(event.get("step"), int):
+                    ctx.progress(event["step"])
+            if time.monotonic() - last > 1.0:
+                job.log = head + "".join(lines[-2000:])
+                TrainingJob.objects.filter(pk=job.pk).update(log=job.log)
+                last = time.monotonic()
+        code = process.wait()
+    finally:
+        _process_group_kill(process)  # an exception here (a time limit) must not leave the trainer behind
+    job.log = head + "".join(lines[-2000:])
+    TrainingJob.objects.filter(pk=job.pk).update(log=job.log)
+    if ctx.stop_reason is not None:
+        raise JobStopped(ctx.stop_reason)
     if code != 0:
         tail = "".join(lines[-15:])
-        raise RuntimeError(f"training.ml.{job.method} exited with status {code}:\n{tail}")
+        raise JobFailed(f"training.ml.{job.method} exited with status {code}:\n{tail}")

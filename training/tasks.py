@@ -1,16 +1,10 @@
-import logging
-
 from celery import shared_task
 
-log = logging.getLogger(__name__)
+from annotate.job_lifecycle import task_options
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, soft_time_limit=48 * 3600)
+@shared_task(**task_options("training"))
 def training_job_run_task(job_id: int) -> None:
-    from training.models import TrainingJob
     from training.services import training_job_run
 
-    try:
-        training_job_run(job_id=job_id)
-    except TrainingJob.DoesNotExist:
-        log.warning("training job %s no longer exists; nothing to do", job_id)
+    training_job_run(job_id=job_id)

@@ -138,11 +138,14 @@ def test_chunked_run_survives_redelivery_and_cancel(pairs, monkeypatch):
     monkeypatch.setattr("judges.services.endpoint_backend", lambda endpoint: backend)
     run = JudgeRun.objects.create(judge=judge, project=project)
     run = judge_run_execute(run_id=run.pk, chunk_size=4, batch_size=2)
-    assert run.status == "running" and AIJudgment.objects.filter(judge=judge).count() == 4
-    # The same message delivered again (a worker died after the chunk): nothing is judged twice.
+    # Between two chunks the run waits in the queue for its next turn.
+    assert run.status == "queued" and AIJudgment.objects.filter(judge=judge).count() == 4
+    assert (run.progress, run.total, run.attempt) == (4, 6, 1)
+    # The next turn judges what is left, and nothing twice.
     calls = backend.calls
     run = judge_run_execute(run_id=run.pk, chunk_size=4, batch_size=2)
     assert run.status == "done" and AIJudgment.objects.filter(judge=judge).count() == 6
+    assert (run.progress, run.total, run.attempt) == (6, 6, 1)
     assert backend.calls == calls + 1  # only the last two pairs, in one batch
     assert judge_run_execute(run_id=run.pk).status == "done"
     assert AIJudgment.objects.filter(judge=judge).count() == 6
@@ -184,8 +187,10 @@ def test_step_judge_rates_every_step_and_runs_over_a_steps_project(monkeypatch):
     labels = StepLabel.objects.filter(item__in=items, source="ai", source_name="stepper v1")
     assert labels.count() == 3
     assert all(label.ratings == [1, -1, 1] and label.finish_reason == "found_error" for label in labels)
-    run2 = JudgeRun.objects.create(judge=judge, project=project)
-    assert judge_run_execute(run_id=run2.pk).total == 3 and labels.count() == 3  # idempotent
+    assert (run.refresh_from_db() or (run.progress, run.total)) == (3, 3)
+    # A second run of the same version has nothing left to judge: it judges nothing again.
+    run2 = judge_run_execute(run_id=JudgeRun.objects.create(judge=judge, project=project).pk)
+    assert (run2.status, run2.progress, run2.total) == ("done", 0, 0) and labels.count() == 3
 
 
 @pytest.mark.slow

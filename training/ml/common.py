@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -61,3 +65,66 @@ def metrics_callback(path: str | Path):
 def say(event: str, **fields: Any) -> None:
     """A machine-readable progress line on stdout."""
     print(json.dumps({"event": event, **fields}), file=sys.stdout, flush=True)
+
+
+def parent_watch() -> None:
+    """Die with the worker that started this script, and take any process this one started along.
+
+    The worker starts a trainer in a process group of its own (so that cancelling a job can stop the
+    whole group) with ``TRAINER_PARENT_PID`` set. When that parent dies, SIGKILL included, the group is
+    killed: at once on Linux (the kernel sends SIGTERM on the parent's death, ``PR_SET_PDEATHSIG``), and
+    within a second elsewhere (a thread watches the parent pid). SIGTERM kills the group too.
+    """
+    parent = os.environ.get("TRAINER_PARENT_PID")
+    if not parent:
+        return  # run by hand
+
+    def kill_group(*_: object) -> None:
+        os.killpg(os.getpgrp(), signal.SIGKILL)
+
+    signal.signal(signal.SIGTERM, kill_group)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != int(parent):
+        kill_group()  # the parent died before we were watching
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != int(parent):
+                kill_group()
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def last_checkpoint(directory: str | os.PathLike) -> tuple[str, int] | None:
+    """The newest complete ``checkpoint-<step>`` directory under ``directory`` (one with its trainer
+    state written, the last file a checkpoint gets), and its step; None when there is none."""
+    from pathlib import Path
+
+    found = []
+    for path in Path(directory).glob("checkpoint-*"):
+        step = path.name.rsplit("-", 1)[-1]
+        if step.isdigit() and (path / "trainer_state.json").is_file():
+            found.append((int(step), str(path)))
+    if not found:
+        return None
+    step, path = max(found)
+    return path, step
+
+
+def metrics_keep_until(path: str | os.PathLike, step: int) -> None:
+    """Drop the logged metrics after ``step`` (a run resumed from that step logs them again)."""
+    from pathlib import Path
+
+    metrics = Path(path)
+    if not metrics.exists():
+        return
+    kept = [line for line in metrics.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= step]
+    metrics.write_text("".join(line + "\n" for line in kept))
