@@ -1,28 +1,8 @@
 from django.contrib import admin
 
 from annotate.admin import JobAdmin
-from judges.models import AIJudgment, Constitution, Judge, JudgeRun, Principle
-from judges.services import constitution_touch, judge_version_bump_if_changed
-
-
-class PrincipleInline(admin.StackedInline):
-    model = Principle
-    extra = 1
-
-
-@admin.register(Constitution)
-class ConstitutionAdmin(admin.ModelAdmin):
-    """Saving a change to the principles raises the constitution's version."""
-
-    list_display = ["name", "version", "updated_at"]
-    readonly_fields = ["version"]
-    inlines = [PrincipleInline]
-
-    def save_related(self, request, form, formsets, change):
-        changed = any(f.has_changed() for f in formsets)
-        super().save_related(request, form, formsets, change)
-        if change and changed:
-            constitution_touch(constitution=form.instance)
+from judges.models import AIJudgment, Judge, JudgeRun
+from judges.services import judge_version_bump_if_changed
 
 
 @admin.register(Judge)
@@ -30,11 +10,20 @@ class JudgeAdmin(admin.ModelAdmin):
     """Changing what the judge does raises its template version: new judgments, old ones kept."""
 
     list_display = ["name", "endpoint", "mode", "debiasing", "verdict_method", "votes", "template_version"]
-    readonly_fields = ["template_version"]
+    readonly_fields = ["template_version", "constitution_version"]
+    fieldsets = [
+        (None, {"fields": ["name", "endpoint", "mode", "template_version"]}),
+        ("Templates", {
+            "description": "The judge uses the template of its mode; the other two are kept for when the mode changes.",
+            "fields": ["pairwise_template", "pointwise_template", "step_template"],
+        }),
+        ("Constitution", {"fields": ["constitution", "constitution_version", "principle_use"]}),
+        ("Verdicts", {"fields": ["debiasing", "verdict_method", "votes", "temperature", "max_new_tokens"]}),
+    ]
 
     def save_model(self, request, obj, form, change):
-        if change:
-            judge_version_bump_if_changed(judge=obj)
+        # A new judge records its constitution's version; a changed one may take a new template version.
+        judge_version_bump_if_changed(judge=obj)
         super().save_model(request, obj, form, change)
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from annotate.jobs import Job
@@ -44,37 +48,48 @@ DEFAULT_STEP_TEMPLATE = """Check a solution to the problem below one step at a t
 Is step {number} correct and a sound continuation of the steps before it? Answer Yes or No."""
 
 
-class Constitution(models.Model):
-    """A versioned list of principles (Bai et al. 2022, Constitutional AI, arXiv:2212.08073).
+@dataclass(frozen=True)
+class TemplateSpec:
+    """What a mode's template may and must contain."""
 
-    Any change to its principles raises ``version``; judgments record the version they used.
-    """
-
-    name = models.CharField(max_length=200, unique=True)
-    description = models.TextField(blank=True)
-    version = models.PositiveIntegerField(default=1)
-    updated_at = models.DateTimeField(auto_now=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return f"{self.name} v{self.version}"
+    field: str
+    allowed: tuple[str, ...]
+    required: tuple[tuple[str, ...], ...]  # one of each group
 
 
-class Principle(models.Model):
-    constitution = models.ForeignKey(Constitution, on_delete=models.CASCADE, related_name="principles")
-    name = models.CharField(max_length=200)
-    critique_request = models.TextField(help_text="e.g. Identify specific ways the response is harmful.")
-    revision_request = models.TextField(help_text="e.g. Rewrite the response to remove harmful content.")
-    comparison_question = models.TextField(help_text="e.g. Which response is less harmful?")
-    order = models.PositiveSmallIntegerField(default=0)
+# Per mode: its template field and placeholders (what judges.services substitutes for that mode).
+MODE_TEMPLATES = {
+    "pairwise": TemplateSpec(field="pairwise_template",
+                             allowed=("conversation", "response_a", "response_b", "question"),
+                             required=(("response_a",), ("response_b",))),
+    "pointwise": TemplateSpec(field="pointwise_template", allowed=("conversation", "response", "question"),
+                              required=(("response",),)),
+    "steps": TemplateSpec(field="step_template", allowed=("conversation", "steps", "number", "step"),
+                          required=(("steps", "step"),)),
+}
 
-    class Meta:
-        ordering = ["constitution", "order", "id"]
+_PLACEHOLDER_ANY = re.compile(r"\{(\w+)\}")
 
-    def __str__(self) -> str:
-        return self.name
+
+def _braced(names: tuple[str, ...] | list[str], sep: str = ", ") -> str:
+    return sep.join(f"{{{n}}}" for n in names)
+
+
+def _template_help_text(spec: TemplateSpec) -> str:
+    needs = " and ".join(_braced(group, " or ") for group in spec.required)
+    return f"Placeholders: {_braced(spec.allowed)}; needs {needs}."
+
+
+def template_check(template: str, *, spec: TemplateSpec) -> str | None:
+    """Why ``template`` does not fit its mode (a missing or unknown placeholder), or None."""
+    used = set(_PLACEHOLDER_ANY.findall(template))
+    unknown = sorted(used - set(spec.allowed))
+    if unknown:
+        return f"Unknown placeholder {_braced(unknown)} for this mode; allowed: {_braced(spec.allowed)}."
+    missing = [group for group in spec.required if not used & set(group)]
+    if missing:
+        return f"Missing placeholder {' and '.join(_braced(group, ' or ') for group in missing)}."
+    return None
 
 
 class Judge(models.Model):
@@ -99,13 +114,21 @@ class Judge(models.Model):
     name = models.CharField(max_length=200, unique=True)
     endpoint = models.ForeignKey("synth.ModelEndpoint", on_delete=models.PROTECT, related_name="judges")
     mode = models.CharField(max_length=20, choices=Mode.choices, default=Mode.PAIRWISE)
-    template = models.TextField(
-        default=DEFAULT_PAIRWISE_TEMPLATE,
-        help_text="Placeholders: {conversation}, {response_a}, {response_b} (pointwise: {response}), {question}.")
+    # One template per mode: the judge uses the one of its mode (``active_template``).
+    pairwise_template = models.TextField(default=DEFAULT_PAIRWISE_TEMPLATE,
+                                         help_text=_template_help_text(MODE_TEMPLATES["pairwise"]))
+    pointwise_template = models.TextField(default=DEFAULT_POINTWISE_TEMPLATE,
+                                          help_text=_template_help_text(MODE_TEMPLATES["pointwise"]))
+    step_template = models.TextField(default=DEFAULT_STEP_TEMPLATE,
+                                     help_text=_template_help_text(MODE_TEMPLATES["steps"]))
     template_version = models.PositiveIntegerField(
         default=1, help_text="Raised by every change of what the judge does; one judgment per version and item.")
-    constitution = models.ForeignKey(Constitution, null=True, blank=True, on_delete=models.PROTECT,
+    constitution = models.ForeignKey("synth.Constitution", null=True, blank=True, on_delete=models.PROTECT,
                                      related_name="judges")
+    constitution_version = models.PositiveIntegerField(
+        null=True, blank=True, editable=False,
+        help_text="The constitution's version when the template version was set: when the constitution moves on, "
+                  "the judge takes a new template version (judges.services.judge_version_sync).")
     principle_use = models.CharField(max_length=20, choices=PrincipleUse.choices, default=PrincipleUse.SAMPLE_ONE)
     debiasing = models.CharField(max_length=20, choices=Debiasing.choices, default=Debiasing.SWAP_AVERAGE)
     verdict_method = models.CharField(max_length=20, choices=VerdictMethod.choices, default=VerdictMethod.LOGPROB)
@@ -122,9 +145,27 @@ class Judge(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    # What a judgment depends on: a change to any of these raises template_version.
-    VERSIONED_FIELDS = ("endpoint_id", "mode", "template", "constitution_id", "principle_use", "debiasing",
+    # What a judgment depends on: a change to any of these, or to the template of the judge's mode
+    # (``active_template_field``), raises template_version. The templates of other modes do not count.
+    VERSIONED_FIELDS = ("endpoint_id", "mode", "constitution_id", "principle_use", "debiasing",
                         "verdict_method", "votes", "temperature", "max_new_tokens")
+
+    @property
+    def active_template_field(self) -> str:
+        return MODE_TEMPLATES[self.mode].field
+
+    @property
+    def active_template(self) -> str:
+        """The template of the judge's mode."""
+        return getattr(self, self.active_template_field)
+
+    def clean(self) -> None:
+        # Only the template of the judge's mode is used, so only it must fit the mode.
+        spec = MODE_TEMPLATES.get(self.mode)
+        if spec is not None:
+            error = template_check(getattr(self, spec.field), spec=spec)
+            if error:
+                raise ValidationError({spec.field: error})
 
 
 class JudgeRun(Job):

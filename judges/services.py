@@ -10,13 +10,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef
 
 from annotate.job_lifecycle import REQUEUE, JobContext, job_cancel, job_queue, job_run
 from annotate.models import PairItem, Project, StepItem, StepLabel
 from annotate.services import pair_items_prioritize, step_labels_store
 from judges.models import DEFAULT_QUESTION, AIJudgment, Judge, JudgeRun
 from synth.backends.base import Backend, Sampling
+from synth.models import Constitution
 from synth.services import endpoint_backend
 
 log = logging.getLogger(__name__)
@@ -171,10 +172,11 @@ def step_items_judge(*, judge: Judge, items: Sequence[StepItem], backend: Backen
     """Rate every step of each solution (+1 when the judge says the step is correct, -1 otherwise)
     and store the ratings as one AI label per solution, named after the judge and its version."""
     backend = backend or endpoint_backend(endpoint=judge.endpoint)
+    template = judge.active_template
     prompts, index = [], []
     for item in items:
         for i in range(len(item.steps)):
-            prompts.append(step_prompt(template=judge.template, conversation=item.prompt.messages, steps=item.steps,
+            prompts.append(step_prompt(template=template, conversation=item.prompt.messages, steps=item.steps,
                                        index=i))
             index.append((item.pk, i))
     if judge.verdict_method == Judge.VerdictMethod.LOGPROB:
@@ -227,6 +229,7 @@ def items_judge(*, judge: Judge, items: Sequence[PairItem], run: JudgeRun | None
     Every prompt of the batch (each item x principle x order) goes to the backend in one call.
     """
     backend = backend or endpoint_backend(endpoint=judge.endpoint)
+    template = judge.active_template
     questions = judge_questions(judge=judge)
     both = judge.debiasing != Judge.Debiasing.NONE
     pointwise = judge.mode == Judge.Mode.POINTWISE
@@ -238,16 +241,16 @@ def items_judge(*, judge: Judge, items: Sequence[PairItem], run: JudgeRun | None
         slots = []
         for _, question in chosen:
             if pointwise:
-                prompts.append(judge_prompt(template=judge.template, conversation=conv, first=a, question=question))
-                prompts.append(judge_prompt(template=judge.template, conversation=conv, first=b, question=question))
+                prompts.append(judge_prompt(template=template, conversation=conv, first=a, question=question))
+                prompts.append(judge_prompt(template=template, conversation=conv, first=b, question=question))
                 slots.append((len(prompts) - 2, len(prompts) - 1))
                 continue
-            prompts.append(judge_prompt(template=judge.template, conversation=conv, first=a, second=b,
+            prompts.append(judge_prompt(template=template, conversation=conv, first=a, second=b,
                                         question=question))
             ab = len(prompts) - 1
             ba = None
             if both:
-                prompts.append(judge_prompt(template=judge.template, conversation=conv, first=b, second=a,
+                prompts.append(judge_prompt(template=template, conversation=conv, first=b, second=a,
                                             question=question))
                 ba = len(prompts) - 1
             slots.append((ab, ba))
@@ -334,6 +337,7 @@ def judge_run_execute(*, run_id: int, batch_size: int = 8, chunk_size: int | Non
 
 def _judge_run_chunk(run: JudgeRun, ctx: JobContext, *, batch_size: int, chunk_size: int | None) -> object:
     judge = run.judge
+    judge_version_sync(judge=judge)  # a constitution that moved on: judge again under a new version
     steps = run.project.task_kind == Project.TaskKind.STEPS
     if steps:
         mine = StepLabel.objects.filter(source=StepLabel.Source.AI, source_name=judge_source_name(judge=judge))
@@ -373,20 +377,64 @@ def judge_run_cancel(*, run: JudgeRun) -> JudgeRun:
     return job_cancel(job=run)
 
 
+def _constitution_version(judge: Judge) -> int | None:
+    if not judge.constitution_id:
+        return None
+    return Constitution.objects.filter(pk=judge.constitution_id).values_list("version", flat=True).first()
+
+
+def _constitution_moved_on(judge: Judge, current: int | None) -> bool:
+    """The constitution's version is not the one the judge's template version was made with."""
+    known = judge.constitution_version
+    if known is None and current is not None and judge.pk is not None:
+        # Made without recording it (in code, not the admin): its judgments so far tell, if any.
+        known = (AIJudgment.objects.filter(judge=judge, template_version=judge.template_version)
+                 .values_list("constitution_version", flat=True).first())
+        return known is not None and known != current
+    return known != current
+
+
 def judge_version_bump_if_changed(*, judge: Judge) -> bool:
-    """Raise the template version (before saving ``judge``) when what it does has changed."""
+    """Raise the template version (before saving ``judge``) when what it does has changed: a versioned
+    field, the template of its mode (not the other two), or its constitution's version. A new judge
+    records the version of its constitution."""
+    current = _constitution_version(judge)
     if judge.pk is None:
+        judge.constitution_version = current
         return False
-    stored = Judge.objects.filter(pk=judge.pk).values(*Judge.VERSIONED_FIELDS).first()
-    if stored and any(stored[f] != getattr(judge, f) for f in Judge.VERSIONED_FIELDS):
+    fields = (*Judge.VERSIONED_FIELDS, judge.active_template_field)
+    stored = Judge.objects.filter(pk=judge.pk).values(*fields).first()
+    if stored is None:
+        return False
+    changed = any(stored[f] != getattr(judge, f) for f in fields)
+    if stored["constitution_id"] == judge.constitution_id:
+        changed = changed or _constitution_moved_on(judge, current)
+    judge.constitution_version = current
+    if changed:
         judge.template_version += 1
-        return True
-    return False
+    return changed
 
 
-def constitution_touch(*, constitution) -> None:
-    """A constitution's principles changed: new version, and every judge using it re-judges."""
-    from django.db.models import F
+def judge_version_sync(*, judge: Judge) -> bool:
+    """Bring the judge up to date with its constitution: when the constitution's principles changed since
+    the judge's template version was set, raise the template version, so that the judge judges again (its
+    earlier judgments stay, under the old version). True when it did.
 
-    type(constitution).objects.filter(pk=constitution.pk).update(version=F("version") + 1)
-    Judge.objects.filter(constitution=constitution).update(template_version=F("template_version") + 1)
+    Synth raises the constitution's version and knows nothing of judges; the judge remembers the version
+    its template version was made with (``constitution_version``) and notices here, at the start of a
+    run's work, and in the admin (``judge_version_bump_if_changed``).
+    """
+    current = _constitution_version(judge)
+    known = judge.constitution_version
+    if known == current:
+        return False
+    bump = _constitution_moved_on(judge, current)
+    updates: dict = {"constitution_version": current}
+    if bump:
+        updates["template_version"] = F("template_version") + 1
+    # Conditional, so that two runs starting together raise the version once.
+    updated = Judge.objects.filter(pk=judge.pk, constitution_version=known).update(**updates)
+    judge.refresh_from_db(fields=["template_version", "constitution_version"])
+    if current is not None and Judge.constitution.is_cached(judge):
+        judge.constitution.version = current  # what items_judge records on each judgment
+    return bump and updated == 1

@@ -2,8 +2,8 @@ from django import forms
 from django.contrib import admin
 
 from annotate.admin import JobAdmin
-from synth.models import CachedResponse, ModelEndpoint, SynthesisJob
-from synth.services import endpoint_api_key_set, endpoint_usage
+from synth.models import CachedResponse, Constitution, ModelEndpoint, Principle, SynthesisJob
+from synth.services import constitution_touch, endpoint_api_key_set, endpoint_usage
 
 
 class ModelEndpointForm(forms.ModelForm):
@@ -54,3 +54,23 @@ class CachedResponseAdmin(admin.ModelAdmin):
 class SynthesisJobAdmin(JobAdmin):
     list_display = ["id", "project", "endpoint", "status", "progress", "total", "attempt", "created_at"]
     list_filter = ["status"]
+
+
+class PrincipleInline(admin.StackedInline):
+    model = Principle
+    extra = 1
+
+
+@admin.register(Constitution)
+class ConstitutionAdmin(admin.ModelAdmin):
+    """Saving a change to the principles raises the constitution's version."""
+
+    list_display = ["name", "version", "updated_at"]
+    readonly_fields = ["version"]
+    inlines = [PrincipleInline]
+
+    def save_related(self, request, form, formsets, change):
+        changed = any(f.has_changed() for f in formsets)
+        super().save_related(request, form, formsets, change)
+        if change and changed:
+            constitution_touch(constitution=form.instance)

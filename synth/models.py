@@ -75,12 +75,47 @@ class CachedResponse(models.Model):
         return f"{self.endpoint_id}:{self.key[:12]}"
 
 
+class Constitution(models.Model):
+    """A versioned list of principles (Bai et al. 2022, Constitutional AI, arXiv:2212.08073).
+
+    Any change to its principles raises ``version``: critiques and revisions made here and the
+    judgments of AI judges record the version they used.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    version = models.PositiveIntegerField(default=1)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
+class Principle(models.Model):
+    constitution = models.ForeignKey(Constitution, on_delete=models.CASCADE, related_name="principles")
+    name = models.CharField(max_length=200)
+    critique_request = models.TextField(help_text="e.g. Identify specific ways the response is harmful.")
+    revision_request = models.TextField(help_text="e.g. Rewrite the response to remove harmful content.")
+    comparison_question = models.TextField(help_text="e.g. Which response is less harmful?")
+    order = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["constitution", "order", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class SynthesisJob(Job):
     class Kind(models.TextChoices):
         PAIRS = "pairs", "Sample two completions per prompt and build pairs"
 
     task_name = "synth.tasks.synthesis_job_run_task"
     slug = "synthesis"
+    page_url_name = "synth:jobs"
 
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="synthesis_jobs")
     endpoint = models.ForeignKey(ModelEndpoint, on_delete=models.PROTECT, related_name="synthesis_jobs")

@@ -17,7 +17,7 @@ from annotate.job_lifecycle import JobContext, job_queue, job_run
 from annotate.models import Completion, Project, Prompt
 from annotate.services import pair_item_create
 from synth.backends.base import Backend, Sampling, backend_load
-from synth.models import CachedResponse, Generation, ModelEndpoint, SynthesisJob
+from synth.models import CachedResponse, Constitution, Generation, ModelEndpoint, SynthesisJob
 from synth.secrets import api_key_decrypt, api_key_encrypt, base_url_check
 
 log = logging.getLogger(__name__)
@@ -177,3 +177,14 @@ def endpoint_model_dir(*, endpoint: ModelEndpoint) -> Path:
 
         return gguf_convert(endpoint.path)
     return Path(endpoint.path)
+
+
+def constitution_touch(*, constitution: Constitution) -> Constitution:
+    """A constitution's principles changed: raise its version (critiques, revisions and judgments record it).
+
+    Judges that use it notice the new version and judge again under a new template version of their own
+    (``judges.services.judge_version_sync``): synth does not reach into judges.
+    """
+    Constitution.objects.filter(pk=constitution.pk).update(version=F("version") + 1)
+    constitution.refresh_from_db(fields=["version", "updated_at"])
+    return constitution

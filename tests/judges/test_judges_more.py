@@ -4,16 +4,17 @@ import re
 
 import pytest
 
-from judges.models import AIJudgment, Constitution, Judge, JudgeRun, Principle
+from judges.models import AIJudgment, Judge, JudgeRun
 from judges.services import (
-    constitution_touch,
     items_judge,
     judge_run_cancel,
     judge_run_execute,
     judge_version_bump_if_changed,
+    judge_version_sync,
     score_parse,
 )
-from synth.models import ModelEndpoint
+from synth.models import Constitution, ModelEndpoint, Principle
+from synth.services import constitution_touch
 from tests.factories import CompletionFactory, PairItemFactory, ProjectFactory, PromptFactory
 
 pytestmark = pytest.mark.django_db
@@ -101,15 +102,17 @@ def test_constitution_principles_are_asked_and_recorded(pairs):
     judge.save()
     first = [j.principles for j in items_judge(judge=judge, items=items, backend=ScriptedGenerator())]
     assert all(len(p) == 1 for p in first)
+    # New principles: a new constitution version, and the judge takes a new template version of its own.
     constitution_touch(constitution=constitution)
-    judge.refresh_from_db()
-    assert Constitution.objects.get(pk=constitution.pk).version == 2 and judge.template_version == 3
+    assert Constitution.objects.get(pk=constitution.pk).version == 2 and judge.template_version == 2
+    assert judge_version_sync(judge=judge) and judge.template_version == 3 and judge.constitution_version == 2
+    assert not judge_version_sync(judge=judge) and judge.template_version == 3
 
 
 def test_pointwise_scores_each_response(pairs):
     _, items = pairs
     judge = Judge.objects.create(name="points", endpoint=endpoint(), mode="pointwise",
-                                 template="{conversation}\n[Response]{response}\n{question}")
+                                 pointwise_template="{conversation}\n[Response]{response}\n{question}")
     judgments = items_judge(judge=judge, items=items, backend=ScriptedGenerator())
     for item, j in zip(items, judgments, strict=True):
         assert j.verdict == truth(item)
@@ -178,9 +181,7 @@ def test_step_judge_rates_every_step_and_runs_over_a_steps_project(monkeypatch):
     project = ProjectFactory(task_kind=Project.TaskKind.STEPS)
     items = [step_item_create(prompt=PromptFactory(project=project), steps=["fine", "wrong here", "fine again"])
              for _ in range(3)]
-    from judges.models import DEFAULT_STEP_TEMPLATE
-
-    judge = Judge.objects.create(name="stepper", endpoint=endpoint(), mode="steps", template=DEFAULT_STEP_TEMPLATE)
+    judge = Judge.objects.create(name="stepper", endpoint=endpoint(), mode="steps")
     monkeypatch.setattr("judges.services.endpoint_backend", lambda endpoint: StepChecker())
     run = JudgeRun.objects.create(judge=judge, project=project)
     assert judge_run_execute(run_id=run.pk).status == "done"
@@ -197,13 +198,12 @@ def test_step_judge_rates_every_step_and_runs_over_a_steps_project(monkeypatch):
 def test_step_judge_on_the_tiny_model(tiny_endpoint):
     from annotate.models import Project
     from annotate.services import step_item_create
-    from judges.models import DEFAULT_STEP_TEMPLATE
     from judges.services import step_items_judge
 
     project = ProjectFactory(task_kind=Project.TaskKind.STEPS)
     item = step_item_create(prompt=PromptFactory(project=project), steps=["2 + 2 = 4", "4 * 3 = 12", "So 12."])
     for method in ("logprob", "generate"):
         judge = Judge.objects.create(name=f"tiny-{method}", endpoint=tiny_endpoint, mode="steps",
-                                     template=DEFAULT_STEP_TEMPLATE, verdict_method=method, max_new_tokens=4)
+                                     verdict_method=method, max_new_tokens=4)
         label, = step_items_judge(judge=judge, items=[item])
         assert len(label.ratings) == 3 and set(label.ratings) <= {1, 0, -1}
