@@ -16,11 +16,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import hotpath
-from annotate.importers import FORMATS
 from annotate.imports import import_job_create, import_job_progress
+from annotate.job_lifecycle import job_cancel, job_retry
 from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, StepItem, StepLabel, Verdict
 from annotate.quality import disputed_items, project_quality
 from annotate.selectors import (
+    job_get_for_user,
+    jobs_for_project,
     pair_item_get_in_project,
     project_get_for_user,
     project_list_for_user,
@@ -36,7 +38,6 @@ from annotate.services import (
     project_update,
     step_label_submit,
 )
-from annotate.step_importers import STEP_FORMATS
 from annotate.views import presentation_order
 
 
@@ -247,7 +248,7 @@ class ImportJobSerializer(serializers.ModelSerializer):
 
 class ImportUploadSerializer(serializers.Serializer):
     file = serializers.FileField()
-    format = serializers.ChoiceField(choices=list({**FORMATS, **STEP_FORMATS}), default="auto")
+    format = serializers.ChoiceField(choices=list(formats_for()), default="auto")
 
 
 @extend_schema(request={"multipart/form-data": ImportUploadSerializer},
@@ -321,3 +322,65 @@ def adjudicate(request: Request, project_id: int, item_id: int) -> Response:
     item = pair_item_adjudicate(item=item, reviewer=request.user, **data.validated_data)
     return Response({**PairItemSerializer(item).data, "final_verdict": item.final_verdict,
                      "final_strength": item.final_strength})
+
+
+class JobSerializer(serializers.Serializer):
+    """A background job of any kind: an import, a synthesis job, a judge run, a training job."""
+
+    kind = serializers.CharField(source="slug", help_text="imports, synthesis, judge-runs or training")
+    id = serializers.IntegerField()
+    name = serializers.CharField(source="__str__")
+    status = serializers.CharField()
+    progress = serializers.IntegerField()
+    total = serializers.IntegerField()
+    error = serializers.CharField()
+    attempt = serializers.IntegerField(help_text="Starts so far: 1, and one more each time it was resumed after "
+                                                 "its worker stopped.")
+    max_attempts = serializers.IntegerField()
+    worker = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField()
+    heartbeat_at = serializers.DateTimeField()
+    can_cancel = serializers.BooleanField()
+    can_retry = serializers.BooleanField()
+
+
+@extend_schema(responses=JobSerializer(many=True))
+@api_view(["GET"])
+def jobs(request: Request, project_id: int) -> Response:
+    """Researchers: the project's background jobs of every kind, newest first."""
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    return Response(JobSerializer(jobs_for_project(project=project), many=True).data)
+
+
+@extend_schema(responses=JobSerializer)
+@api_view(["GET"])
+def job_detail(request: Request, project_id: int, slug: str, job_id: int) -> Response:
+    """Researchers: one job, with its status and progress."""
+    job = job_get_for_user(user=request.user, project_id=project_id, slug=slug, job_id=job_id)
+    return Response(JobSerializer(job).data)
+
+
+@extend_schema(request=None, responses={200: JobSerializer, 409: OpenApiResponse(description="Not queued or running.")})
+@api_view(["POST"])
+def job_cancel_api(request: Request, project_id: int, slug: str, job_id: int) -> Response:
+    """Researchers: cancel a queued or running job; a running one stops at its next check (an import stores
+    nothing; other jobs keep what they finished)."""
+    job = job_get_for_user(user=request.user, project_id=project_id, slug=slug, job_id=job_id)
+    if not job.can_cancel:
+        return Response({"detail": f"The job is {job.status}: there is nothing to cancel."},
+                        status=status.HTTP_409_CONFLICT)
+    return Response(JobSerializer(job_cancel(job=job)).data)
+
+
+@extend_schema(request=None,
+               responses={200: JobSerializer, 409: OpenApiResponse(description="Not failed or cancelled.")})
+@api_view(["POST"])
+def job_retry_api(request: Request, project_id: int, slug: str, job_id: int) -> Response:
+    """Researchers: queue a failed or cancelled job again; it resumes where it can."""
+    job = job_get_for_user(user=request.user, project_id=project_id, slug=slug, job_id=job_id)
+    if not job.can_retry:
+        return Response({"detail": f"The job is {job.status}: only a failed or cancelled job can be retried."},
+                        status=status.HTTP_409_CONFLICT)
+    return Response(JobSerializer(job_retry(job=job)).data)

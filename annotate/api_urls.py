@@ -22,4 +22,9 @@ urlpatterns = [
     path("projects/<int:project_id>/disputes/", api.disputes, name="api_disputes"),
     path("projects/<int:project_id>/items/<int:item_id>/adjudicate/", api.adjudicate, name="api_adjudicate"),
     path("projects/<int:project_id>/imports/<int:job_id>/", api.import_detail, name="api_import_detail"),
+    path("projects/<int:project_id>/jobs/", api.jobs, name="api_jobs"),
+    path("projects/<int:project_id>/jobs/<slug:slug>/<int:job_id>/", api.job_detail, name="api_job_detail"),
+    path("projects/<int:project_id>/jobs/<slug:slug>/<int:job_id>/cancel/", api.job_cancel_api,
+         name="api_job_cancel"),
+    path("projects/<int:project_id>/jobs/<slug:slug>/<int:job_id>/retry/", api.job_retry_api, name="api_job_retry"),
 ]

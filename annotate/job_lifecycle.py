@@ -55,6 +55,8 @@ J = TypeVar("J", bound=Job)
 
 # Returned by work that has more to do in another turn (a later message): the job goes back to QUEUED.
 REQUEUE = object()
+# How often ``JobContext.check`` reads the job's row (seconds).
+CHECK_INTERVAL = 1.0
 
 
 class JobStopped(Exception):
@@ -157,7 +159,7 @@ class JobContext:
     def check(self) -> None:
         """Raise ``JobStopped`` when the job was cancelled or taken over (the row is read at most once
         a second)."""
-        if self._stop_reason is None and time.monotonic() - self._last_check >= 1.0:
+        if self._stop_reason is None and time.monotonic() - self._last_check >= CHECK_INTERVAL:
             self._last_check = time.monotonic()
             row = self.model.objects.filter(pk=self.job.pk).values_list("status", "lease_token").first()
             if row is None or row[0] == JobStatus.CANCELLED:

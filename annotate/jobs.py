@@ -39,6 +39,8 @@ class Job(models.Model):
     slug: ClassVar[str] = ""
     # How to reach the job's project from the job (a lookup path).
     project_path: ClassVar[str] = "project"
+    # The page that lists jobs of this kind for a project (a URL name taking project_id).
+    page_url_name: ClassVar[str] = ""
     # Starts allowed in all: after that many, a job whose worker stopped again fails.
     max_attempts: ClassVar[int] = 3
 

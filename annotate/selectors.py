@@ -110,3 +110,25 @@ def step_item_get_in_project(*, user: User, project_id: int, item_id: int) -> St
         return items.get()
     except (StepItem.DoesNotExist, ValueError, TypeError):
         raise Http404("No such solution.") from None
+
+
+def job_get_for_user(*, user: User, project_id: int, slug: str, job_id: int):
+    """A job of any kind (import, synthesis, judge run, training) of a project the user is a researcher
+    of; else 404."""
+    from annotate.job_lifecycle import job_model_for_slug
+
+    project = project_get_for_user(user=user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    model = job_model_for_slug(slug)
+    job = model.objects.filter(pk=job_id, **{model.project_path: project}).first() if model else None
+    if job is None:
+        raise Http404("No such job.")
+    return job
+
+
+def jobs_for_project(*, project: Project, limit: int = 100) -> list:
+    """The project's jobs of every kind, newest first."""
+    from annotate.job_lifecycle import job_models
+
+    jobs = [job for model in job_models()
+            for job in model.objects.filter(**{model.project_path: project}).order_by("-created_at")[:limit]]
+    return sorted(jobs, key=lambda job: job.created_at, reverse=True)[:limit]

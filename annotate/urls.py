@@ -16,4 +16,8 @@ urlpatterns = [
     path("projects/<int:project_id>/quality/", views.quality, name="quality"),
     path("projects/<int:project_id>/review/", views.review, name="review"),
     path("projects/<int:project_id>/review/<int:item_id>/", views.review, name="adjudicate"),
+    path("projects/<int:project_id>/jobs/<slug:slug>/<int:job_id>/cancel/", views.job_action, {"action": "cancel"},
+         name="job_cancel"),
+    path("projects/<int:project_id>/jobs/<slug:slug>/<int:job_id>/retry/", views.job_action, {"action": "retry"},
+         name="job_retry"),
 ]

@@ -13,9 +13,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from annotate.forms import AdjudicationForm, ImportForm, PairLabelForm
 from annotate.imports import import_job_create, import_job_progress
+from annotate.job_lifecycle import job_cancel, job_retry
 from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, StepItem, StepLabel
 from annotate.quality import disputed_items, project_quality
 from annotate.selectors import (
+    job_get_for_user,
     pair_item_get_in_project,
     pair_label_last_for_annotator,
     project_annotator_progress,
@@ -35,7 +37,6 @@ from annotate.services import (
     step_item_resplit,
     step_label_submit,
 )
-from annotate.step_importers import steps_split
 from annotate.step_quality import step_disputes, step_project_quality
 
 
@@ -297,3 +298,24 @@ def solution_split(request: HttpRequest, project_id: int, item_id: int) -> HttpR
         "project": project, "item": item, "error": error, "rules": StepItem.SplitRule.choices,
         "labeled": StepLabel.objects.filter(item=item).exists(), "steps_text": "\n---\n".join(item.steps)},
         status=422 if error else 200)
+
+
+@login_required
+@require_POST
+def job_action(request: HttpRequest, project_id: int, slug: str, job_id: int, action: str) -> HttpResponse:
+    """Cancel or retry a job of any kind from its page; back to that page."""
+    job = job_get_for_user(user=request.user, project_id=project_id, slug=slug, job_id=job_id)
+    if action == "cancel":
+        if job.can_cancel:
+            job = job_cancel(job=job)
+            messages.info(request, f"Cancelled {job}; what it finished is kept.")
+        else:
+            messages.error(request, f"{job} is {job.get_status_display().lower()}: there is nothing to cancel.")
+    else:
+        if job.can_retry:
+            job = job_retry(job=job)
+            messages.success(request, f"Queued {job} again: it resumes where it can.")
+        else:
+            messages.error(request, f"{job} is {job.get_status_display().lower()}: only a failed or cancelled job "
+                                    f"can be retried.")
+    return redirect(job.page_url_name, project_id=project_id)

@@ -171,6 +171,7 @@ class Judge(models.Model):
 class JudgeRun(Job):
     task_name = "judges.tasks.judge_run_execute_task"
     slug = "judge-runs"
+    page_url_name = "judges:runs"
 
     judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="runs")
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="judge_runs")

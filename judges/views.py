@@ -4,15 +4,15 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
 
 from annotate.models import Membership
 from annotate.selectors import project_get_for_user
 from judges.leaderboard import SOURCES, project_leaderboard
 from judges.models import AIJudgment, Judge, JudgeRun
 from judges.reports import judge_report
-from judges.services import judge_run_cancel, judge_run_create
+from judges.services import judge_run_create
 
 
 class JudgeRunForm(forms.Form):
@@ -35,16 +35,6 @@ def runs(request: HttpRequest, project_id: int) -> HttpResponse:
                for judge in Judge.objects.filter(pk__in=judge_ids).select_related("endpoint")]
     context = {"project": project, "form": form, "runs": run_list, "active": active, "reports": reports}
     return render(request, "judges/runs.html#runs" if request.htmx else "judges/runs.html", context)
-
-
-@login_required
-@require_POST
-def run_cancel(request: HttpRequest, project_id: int, run_id: int) -> HttpResponse:
-    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
-    run = get_object_or_404(JudgeRun, pk=run_id, project=project)
-    judge_run_cancel(run=run)
-    messages.info(request, f"Run #{run.pk} cancelled; its judgments so far are kept.")
-    return redirect("judges:runs", project_id=project.pk)
 
 
 @login_required

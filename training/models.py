@@ -45,6 +45,7 @@ class TrainingJob(Job):
 
     task_name = "training.tasks.training_job_run_task"
     slug = "training"
+    page_url_name = "training:datasets"
     project_path = "snapshot__project"
 
     method = models.CharField(max_length=20, choices=Method.choices, default=Method.DPO)
