@@ -39,6 +39,7 @@ from annotate.services import (
     step_label_submit,
 )
 from annotate.views import presentation_order
+from prefdata.readers import formats_for
 
 
 class ProjectSerializer(serializers.ModelSerializer):

@@ -31,11 +31,10 @@ class ImportForm(forms.Form):
     format = forms.ChoiceField(choices=[])
 
     def __init__(self, *args, steps: bool = False, **kwargs):
-        from annotate.importers import FORMATS
-        from annotate.step_importers import STEP_FORMATS
+        from prefdata.readers import formats_for
 
         super().__init__(*args, **kwargs)
-        formats = STEP_FORMATS if steps else FORMATS
+        formats = formats_for("steps" if steps else "pairs")
         self.fields["format"].choices = [(k, f"{k}: {v}") for k, v in formats.items()]
 
 

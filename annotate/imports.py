@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError, connection, transaction
 
-from annotate.importers import ImportError_, ImportResult, items_import
+from annotate.importers import ImportResult, items_import, step_items_import
 from annotate.job_lifecycle import JobContext, JobFailed, job_progress_live, job_queue, job_run
 from annotate.models import (
     Completion,
@@ -29,7 +29,7 @@ from annotate.models import (
     StepLabel,
 )
 from annotate.services import slots_ensure
-from annotate.step_importers import step_items_import
+from prefdata.readers import ReadError
 
 log = logging.getLogger(__name__)
 
@@ -112,5 +112,5 @@ def _import_work(job: ImportJob, ctx: JobContext) -> None:
     try:
         project_import(project=job.project, path=settings.MEDIA_ROOT / job.path, fmt=job.format,
                        display_name=job.file_name, progress=progress, job=job, before_commit=done)
-    except ImportError_ as exc:
+    except ReadError as exc:
         raise JobFailed(str(exc)) from None

@@ -276,7 +276,9 @@ class StepLabel(models.Model):
     @property
     def first_error(self) -> int | None:
         """Index of the first -1 step, or None."""
-        return next((i for i, r in enumerate(self.ratings) if r == -1), None)
+        from prefdata.steps import first_error
+
+        return first_error(self.ratings)
 
 
 class ItemSlot(models.Model):

@@ -1,6 +1,6 @@
 """Quality control reads: agreement, per-annotator figures, disputes and final verdicts.
 
-Selectors that gather labels with one query each and hand plain tuples to ``annotate.stats``.
+Selectors that gather labels with one query each and hand plain tuples to ``prefdata.stats``.
 Gold items are kept out of agreement and aggregation: they measure annotators, not the data.
 """
 
@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from django.contrib.auth import get_user_model
 
 from annotate.models import PairItem, PairLabel, Project, Verdict
-from annotate.stats import (
+from prefdata.stats import (
     Aggregate,
     aggregate_verdicts,
     agreement_with_majority,
     cohen_kappa,
     fleiss_kappa,
     krippendorff_alpha,
+    plurality,
     position_bias,
     signed_strength,
 )
@@ -82,11 +83,10 @@ def project_quality(*, project: Project) -> dict:
     for annotator, own in sorted(per.items(), key=lambda kv: users.get(kv[0], "")):
         mine, others = [], []
         for item, _, verdict, *_ in (r for r in own if not r[6]):
-            rest = [v for a, v in by_item[item].items() if a != annotator]
-            counts = {v: rest.count(v) for v in set(rest)}
-            if counts and list(counts.values()).count(max(counts.values())) == 1:
+            majority = plurality(v for a, v in by_item[item].items() if a != annotator)
+            if majority is not None:
                 mine.append(verdict)
-                others.append(max(counts, key=counts.get))
+                others.append(majority)
         gold = [r for r in own if r[6]]
         times = [r[5] / 1000 for r in own if r[5] is not None]
         bias = position_bias(labels=[(r[4], r[2]) for r in own])

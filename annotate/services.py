@@ -26,28 +26,8 @@ from annotate.models import (
     StepLabel,
     Verdict,
 )
-from annotate.text import text_clean
-
-ROLES = {"system", "user", "assistant", "tool"}
-
-
-def conversation_validate(messages: object, *, field: str = "prompt") -> list[dict[str, str]]:
-    """Return ``messages`` as a clean conversation, or raise ValueError naming the field."""
-    if isinstance(messages, str):
-        messages = [{"role": "user", "content": messages}]
-    if not isinstance(messages, list) or not messages:
-        raise ValueError(f"{field}: expected a non-empty list of {{role, content}} messages or a string")
-    clean = []
-    for i, message in enumerate(messages):
-        if not isinstance(message, dict):
-            raise ValueError(f"{field}[{i}]: expected an object with role and content")
-        role, content = message.get("role"), message.get("content")
-        if role not in ROLES:
-            raise ValueError(f"{field}[{i}].role: {role!r} is not one of {sorted(ROLES)}")
-        if not isinstance(content, str):
-            raise ValueError(f"{field}[{i}].content: expected a string")
-        clean.append({"role": role, "content": text_clean(content)})
-    return clean
+from prefdata.records import STEP_RATINGS, conversation_validate, text_clean
+from prefdata.steps import finish_reason_for, first_error, ratings_stop_at_first_error
 
 
 @transaction.atomic
@@ -325,9 +305,6 @@ def step_item_resplit(*, item: StepItem, steps: Sequence[str], split_rule: str =
     return item
 
 
-STEP_RATINGS = (1, 0, -1, None)
-
-
 def step_ratings_validate(*, item: StepItem, ratings: object, finish_reason: str, mode: str) -> list[int | None]:
     """Check ratings against the steps and the project's mode.
 
@@ -340,15 +317,15 @@ def step_ratings_validate(*, item: StepItem, ratings: object, finish_reason: str
     if finish_reason not in StepLabel.FinishReason.values:
         raise ValidationError({"finish_reason": f"{finish_reason!r} is not one of {StepLabel.FinishReason.values}"})
     ratings = list(ratings)
-    first_error = next((i for i, r in enumerate(ratings) if r == -1), None)
-    stops = mode == Project.StepMode.FIRST_ERROR and first_error is not None
+    error = first_error(ratings)
+    stops = mode == Project.StepMode.FIRST_ERROR and error is not None
     if stops:
-        ratings = ratings[: first_error + 1] + [None] * (len(ratings) - first_error - 1)
+        ratings = ratings_stop_at_first_error(ratings)
     ended_early = finish_reason in (StepLabel.FinishReason.BAD_PROBLEM, StepLabel.FinishReason.GAVE_UP)
-    rated = ratings[: first_error + 1] if stops else ratings
+    rated = ratings[: error + 1] if stops else ratings
     if not ended_early and any(r is None for r in rated):
         raise ValidationError({"ratings": "rate every step (or finish with 'bad problem' or 'gave up')"})
-    if finish_reason == StepLabel.FinishReason.FOUND_ERROR and first_error is None:
+    if finish_reason == StepLabel.FinishReason.FOUND_ERROR and error is None:
         raise ValidationError({"finish_reason": "'found error' needs a step rated -1"})
     return ratings
 
@@ -386,9 +363,7 @@ def step_labels_store(*, item: StepItem, source: str, source_name: str, ratings:
         raise ValidationError({"source": "people's labels go through step_label_submit"})
     if len(ratings) != len(item.steps) or any(r not in STEP_RATINGS for r in ratings):
         raise ValidationError({"ratings": f"expected {len(item.steps)} ratings of 1, 0, -1 or null"})
-    first_error = next((i for i, r in enumerate(ratings) if r == -1), None)
-    finish_reason = finish_reason or (StepLabel.FinishReason.FOUND_ERROR if first_error is not None
-                                      else StepLabel.FinishReason.SOLUTION)
+    finish_reason = finish_reason or finish_reason_for(ratings)
     label, _ = StepLabel.objects.update_or_create(
         item=item, annotator=None, source=source, source_name=source_name,
         defaults={"ratings": list(ratings), "finish_reason": finish_reason, "outcome": outcome})

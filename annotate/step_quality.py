@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections import Counter, defaultdict
+from collections import defaultdict
 
 from django.contrib.auth import get_user_model
 
 from annotate.models import Project, StepItem, StepLabel
-from annotate.stats import agreement_with_majority, krippendorff_alpha
+from prefdata.stats import agreement_with_majority, krippendorff_alpha
+from prefdata.steps import first_error, step_majority
 
 
 def _round(value: float | None) -> float | None:
@@ -19,16 +20,8 @@ def _round(value: float | None) -> float | None:
 
 def first_error_position(ratings: list, n_steps: int) -> int:
     """The first -1 step, or ``n_steps`` when there is none (a solution with no error)."""
-    return next((i for i, r in enumerate(ratings) if r == -1), n_steps)
-
-
-def step_majority(ratings_lists: list[list]) -> list:
-    """Per step, the rating most labels gave (None when tied or when nobody rated it)."""
-    out = []
-    for step in zip(*ratings_lists, strict=True):
-        counts = Counter(r for r in step if r is not None).most_common()
-        out.append(counts[0][0] if counts and (len(counts) == 1 or counts[0][1] > counts[1][1]) else None)
-    return out
+    error = first_error(ratings)
+    return n_steps if error is None else error
 
 
 def step_project_quality(*, project: Project) -> dict:

@@ -38,6 +38,7 @@ from annotate.services import (
     step_label_submit,
 )
 from annotate.step_quality import step_disputes, step_project_quality
+from prefdata.steps import steps_split
 
 
 def presentation_order(*, user_id: int, item_id: int) -> str:

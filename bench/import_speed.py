@@ -1,4 +1,4 @@
-"""Import speed of annotate.importers on the configured database.
+"""Import speed of imports (prefdata.readers, annotate.importers) on the configured database.
 
     python bench/import_speed.py --rows 200000
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/importbench python bench/import_speed.py --rows 200000
@@ -161,13 +161,14 @@ def server_only(path: Path, project, backend_pid: int | None, rows: int, chunk_s
 
     from django.db import connection, transaction
 
-    from annotate.importers import _Counter, _PostgresCopyWriter, parse_file
+    from annotate.importers import _PostgresCopyWriter
+    from prefdata.readers import read
 
     if connection.vendor != "postgresql":
         raise SystemExit("--server-only needs DATABASE_URL=postgres://...")
     with transaction.atomic():
         writer = _PostgresCopyWriter(project=project, source="bench", progress=None)
-        pairs, encoded = parse_file(path, "pairs", _counter=_Counter()), []
+        pairs, encoded = read(path, "pairs", kind="pairs"), []
         while chunk := list(itertools.islice(pairs, chunk_size)):
             encoded.append(writer._encode(chunk, *writer._ids(len(chunk))))
         backend_start, start = backend_cpu_seconds(backend_pid), time.perf_counter()

@@ -7,8 +7,8 @@ battle; Bradley-Terry ratings are fitted on them, with bootstrap confidence inte
 from __future__ import annotations
 
 from annotate.models import PairLabel, Project
-from annotate.stats import bradley_terry_bootstrap
 from judges.models import AIJudgment
+from prefdata.stats import bradley_terry_bootstrap
 
 SOURCES = ("human", "ai", "both")
 _SCORE = {"A": 1.0, "B": 0.0, "tie": 0.5, "both_bad": 0.5}

@@ -10,8 +10,8 @@ from django.utils.safestring import SafeString, mark_safe
 
 from annotate.models import PairLabel, Project
 from annotate.quality import pair_item_verdicts
-from annotate.stats import cohen_kappa
 from judges.models import AIJudgment, Judge
+from prefdata.stats import cohen_kappa
 
 
 def _share(numerator: int, denominator: int) -> float | None:

@@ -23,8 +23,10 @@ from annotate.job_lifecycle import JobContext, JobFailed, JobStopped, job_queue,
 from annotate.models import PairLabel, Project, Verdict
 from annotate.quality import pair_item_verdicts
 from annotate.selectors import pair_items_for_project
-from annotate.stats import aggregate_verdicts
 from judges.models import AIJudgment
+from prefdata.records import PreferenceRow
+from prefdata.stats import aggregate_verdicts
+from prefdata.writers import EXPORT_FORMATS, dataset_bytes
 from synth.models import ModelEndpoint
 from synth.services import endpoint_model_dir
 from training.models import DatasetSnapshot, TrainingJob
@@ -72,19 +74,17 @@ def preference_rows(*, project: Project, source: str, weighted: bool = False) ->
         chosen, rejected = (item.completion_a, item.completion_b)
         if decided["verdict"] == Verdict.B:
             chosen, rejected = rejected, chosen
-        row = {"prompt": item.prompt.messages,
-               "chosen": [{"role": "assistant", "content": chosen.text}],
-               "rejected": [{"role": "assistant", "content": rejected.text}]}
-        if decided["margin"] is not None:
-            row["margin"] = round(float(decided["margin"]), 4)
-        rows.append(row)
+        rows.append(PreferenceRow(
+            prompt=item.prompt.messages, chosen=[{"role": "assistant", "content": chosen.text}],
+            rejected=[{"role": "assistant", "content": rejected.text}],
+            margin=None if decided["margin"] is None else round(float(decided["margin"]), 4)).to_dict())
         lineage.append({"item": item.pk, "prompt": item.prompt_id, "chosen": chosen.pk, "rejected": rejected.pk,
                         "by": "human" if item.pk in human else "ai",
                         **{k: v for k, v in decided.items() if k in ("labels", "judgments")}})
     return rows, lineage
 
 
-STEP_FORMATS = {"stepwise", "prm800k", "outcome"}
+STEP_FORMATS = {name for name, spec in EXPORT_FORMATS.items() if spec.items == "steps"}
 
 
 def export_rows(*, project: Project, fmt: str, source: str, weighted: bool = False,
@@ -119,7 +119,7 @@ def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HU
     rows, lineage = export_rows(project=project, fmt=fmt, source=source, weighted=weighted, neutral=neutral)
     if not rows:
         raise ValidationError(f"Project {project.name!r} has no {source} labels to export as {fmt} yet.")
-    body = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+    body = dataset_bytes(rows, "jsonl")
     digest = hashlib.sha256(body).hexdigest()
     name = name or f"{project.name}-{source}-{timezone.now():%Y%m%d-%H%M%S}-{digest[:8]}"
     relative = Path("snapshots") / f"project-{project.pk}" / f"{digest}.jsonl"

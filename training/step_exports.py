@@ -9,15 +9,15 @@ one rating per step of its item (the item was re-split after it was given) is ig
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from annotate.models import Project, StepItem, StepLabel
-
-NEUTRAL_CHOICES = ("positive", "negative")
-# PRM800K spells one finish reason differently.
-_PRM800K_FINISH_REASON = {StepLabel.FinishReason.GAVE_UP: "give_up"}
+from prefdata.records import StepwiseRow, UnpairedRow
+from prefdata.stats import plurality
+from prefdata.steps import NEUTRAL_CHOICES, finish_reason_for, first_error, step_majority, stepwise_labels
+from prefdata.writers import prm800k_row
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,14 +39,6 @@ class StepAggregate:
 def _source_check(source: str) -> None:
     if source not in StepLabel.Source.values:
         raise ValueError(f"source {source!r} is not one of {StepLabel.Source.values}")
-
-
-def _plurality(values: Iterable[object]) -> object | None:
-    """The value given most often; None when there is none or the top two are level."""
-    ranked = Counter(values).most_common(2)
-    if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
-        return None
-    return ranked[0][0]
 
 
 def _valid(ratings: object, n_steps: int) -> bool:
@@ -73,16 +65,15 @@ def _combine(project: Project, items: Iterable[StepItem], source: str) -> dict[i
         if adjudicated:
             ratings = tuple(r if r in (1, 0, -1) else None for r in item.final_ratings)
         else:
-            ratings = tuple(_plurality(r[i] for _, r, _, _ in mine if r[i] in (1, 0, -1))
-                            for i in range(len(item.steps)))
+            ratings = tuple(step_majority([r for _, r, _, _ in mine]))
         # 2. Outcome: the reviewer's, else the plurality of the labels that judged it.
         outcome = (item.final_outcome if adjudicated and item.final_outcome else
-                   _plurality(o for _, _, o, _ in mine if o) or "")
+                   plurality(o for _, _, o, _ in mine if o) or "")
         # 3. Finish reason: found_error when a combined rating is -1; else the plurality of the other reasons.
-        if -1 in ratings:
+        if first_error(ratings) is not None:
             finish_reason = StepLabel.FinishReason.FOUND_ERROR
         else:
-            finish_reason = (_plurality(f for _, _, _, f in mine if f != StepLabel.FinishReason.FOUND_ERROR)
+            finish_reason = (plurality(f for _, _, _, f in mine if f != StepLabel.FinishReason.FOUND_ERROR)
                              or StepLabel.FinishReason.SOLUTION)
         result[item.pk] = StepAggregate(ratings=ratings, outcome=str(outcome), finish_reason=str(finish_reason),
                                         labels=tuple(label[0] for label in mine), adjudicated=adjudicated)
@@ -120,26 +111,11 @@ def step_item_ratings(*, project: Project, source: str = StepLabel.Source.HUMAN)
                     .only("id", "steps", "final_ratings", "final_outcome"), source)
 
 
-def stepwise_labels(ratings: Iterable[int | None], *, neutral: str = "positive") -> list[bool]:
-    """TRL stepwise-supervision labels of a solution's ratings (the rule ``stepwise_rows`` documents)."""
-    if neutral not in NEUTRAL_CHOICES:
-        raise ValueError(f"neutral must be one of {NEUTRAL_CHOICES}, not {neutral!r}")
-    labels: list[bool] = []
-    for rating in ratings:
-        if rating is None:
-            break
-        if rating == -1:
-            labels.append(False)
-            break
-        labels.append(rating == 1 or neutral == "positive")
-    return labels
-
-
 def stepwise_rows(*, project: Project, source: str = StepLabel.Source.HUMAN,
                   neutral: str = "positive") -> tuple[list[dict], list[dict]]:
     """TRL stepwise-supervision rows ``{"prompt", "completions", "labels"}`` and their lineage.
 
-    From the combined ratings (``step_item_ratings``), step by step:
+    From the combined ratings (``step_item_ratings``), step by step (``prefdata.steps.stepwise_labels``):
     1. +1 is True and -1 is False; 0 (a reasonable step that makes no progress) is True with
        ``neutral="positive"`` and False with ``"negative"``.
     2. The first -1 step is kept (False) and the steps after it are dropped: what follows a wrong step is
@@ -157,8 +133,8 @@ def stepwise_rows(*, project: Project, source: str = StepLabel.Source.HUMAN,
         labels = stepwise_labels(aggregate.ratings, neutral=neutral)
         if not labels:
             continue
-        rows.append({"prompt": item.prompt.last_user_text, "completions": list(item.steps[:len(labels)]),
-                     "labels": labels})
+        rows.append(StepwiseRow(prompt=item.prompt.last_user_text, completions=list(item.steps[:len(labels)]),
+                                labels=labels).to_dict())
         lineage.append({"item": item.pk, "prompt": item.prompt_id, "by": source, "labels": list(aggregate.labels),
                         "adjudicated": aggregate.adjudicated})
     return rows, lineage
@@ -166,22 +142,10 @@ def stepwise_rows(*, project: Project, source: str = StepLabel.Source.HUMAN,
 
 def _prm800k_row(item: StepItem, ratings: list, *, labeler: object, source: str, source_name: str,
                  finish_reason: str, outcome: str, flags: Iterable[int] = (), total_time: int | None = None) -> dict:
-    flagged = set(flags)
-    # PRM800K's label.steps are the steps a labeler saw: up to the last one rated.
-    last = max((i for i, r in enumerate(ratings) if r is not None), default=-1)
-    steps = []
-    for i in range(last + 1):
-        # chosen_completion is null where the trajectory was not continued: the last step, when wrong.
-        chosen = None if ratings[i] is None or (i == last and ratings[i] == -1) else 0
-        steps.append({"completions": [{"text": item.steps[i], "rating": ratings[i], "flagged": i in flagged}],
-                      "human_completion": None, "chosen_completion": chosen})
-    return {"labeler": labeler, "label_source": source, "source_name": source_name,
-            "question": {"problem": item.prompt.last_user_text, "ground_truth_answer": item.reference_answer,
-                         "ground_truth_solution": item.ground_truth_solution,
-                         "pre_generated_steps": list(item.steps)},
-            "label": {"steps": steps, "total_time": total_time,
-                      "finish_reason": _PRM800K_FINISH_REASON.get(finish_reason, finish_reason)},
-            "outcome": outcome or None}
+    return prm800k_row(problem=item.prompt.last_user_text, steps=item.steps, ratings=ratings, labeler=labeler,
+                       source=source, source_name=source_name, finish_reason=finish_reason, outcome=outcome,
+                       reference_answer=item.reference_answer, ground_truth_solution=item.ground_truth_solution,
+                       flags=flags, total_time=total_time)
 
 
 def prm800k_rows(*, project: Project, source: str | None = None) -> tuple[list[dict], list[dict]]:
@@ -213,11 +177,9 @@ def prm800k_rows(*, project: Project, source: str | None = None) -> tuple[list[d
                                      total_time=label.time_spent_ms))
             lineage.append({"item": item.pk, "prompt": item.prompt_id, "label": label.pk, "by": label.source})
         if source in (None, StepLabel.Source.HUMAN) and _valid(item.final_ratings, len(item.steps)):
-            finish = (StepLabel.FinishReason.FOUND_ERROR if -1 in item.final_ratings
-                      else StepLabel.FinishReason.SOLUTION)
             rows.append(_prm800k_row(item, item.final_ratings, labeler=item.adjudicated_by_id,
-                                     source="adjudication", source_name="", finish_reason=finish,
-                                     outcome=item.final_outcome))
+                                     source="adjudication", source_name="",
+                                     finish_reason=finish_reason_for(item.final_ratings), outcome=item.final_outcome))
             lineage.append({"item": item.pk, "prompt": item.prompt_id, "label": None, "by": "adjudication"})
     return rows, lineage
 
@@ -235,14 +197,14 @@ def outcome_rows(*, project: Project, source: str = StepLabel.Source.HUMAN) -> t
     for item, aggregate in _aggregated(project, source):
         if aggregate.outcome in (StepLabel.Outcome.CORRECT, StepLabel.Outcome.INCORRECT):
             label, basis = aggregate.outcome == StepLabel.Outcome.CORRECT, "outcome"
-        elif -1 in aggregate.ratings:
+        elif first_error(aggregate.ratings) is not None:
             label, basis = False, "steps"
         elif None not in aggregate.ratings:
             label, basis = True, "steps"
         else:
             continue
-        rows.append({"prompt": item.prompt.last_user_text,
-                     "completion": item.solution_text or "\n\n".join(item.steps), "label": label})
+        rows.append(UnpairedRow(prompt=item.prompt.last_user_text,
+                                completion=item.solution_text or "\n\n".join(item.steps), label=label).to_dict())
         lineage.append({"item": item.pk, "prompt": item.prompt_id, "by": source, "from": basis,
                         "labels": list(aggregate.labels), "adjudicated": aggregate.adjudicated})
     return rows, lineage

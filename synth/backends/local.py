@@ -7,7 +7,7 @@ import inspect
 import threading
 from dataclasses import dataclass
 
-from annotate.text import text_clean
+from prefdata.records import text_clean
 from synth.backends.base import Conversation, Sampling
 
 

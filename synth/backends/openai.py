@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from annotate.text import text_clean
+from prefdata.records import text_clean
 from synth.backends.base import Conversation, Sampling
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}

@@ -8,8 +8,9 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from annotate.importers import FORMATS, ImportError_, format_detect, hh_transcript_split, items_import, parse_file
+from annotate.importers import items_import
 from annotate.models import Completion, PairItem, Project, Prompt
+from prefdata.readers import ReadError, format_detect, formats_for, hh_transcript_split, read
 from tests.conftest import SHARED_DATA
 from tests.factories import PairItemFactory, ProjectFactory
 
@@ -57,7 +58,7 @@ def test_bad_line_names_file_line_and_field_and_stores_nothing(tmp_path):
         {"prompt": "ok", "response_a": "a", "response_b": "b"},
         {"prompt": "missing b", "response_a": "a"},
     ])
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=path)
     assert (excinfo.value.path, excinfo.value.line, excinfo.value.field) == ("broken.jsonl", 3, "response_b")
     assert "broken.jsonl, line 3" in str(excinfo.value)
@@ -67,11 +68,11 @@ def test_bad_line_names_file_line_and_field_and_stores_nothing(tmp_path):
 
 def test_bad_json_and_bad_role_are_reported(tmp_path):
     project = ProjectFactory()
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=write_jsonl(tmp_path / "a.jsonl", ['{"prompt": ']))
     assert excinfo.value.line == 1 and excinfo.value.field == "(json)"
     bad_role = {"prompt": [{"role": "robot", "content": "x"}], "response_a": "a", "response_b": "b"}
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=write_jsonl(tmp_path / "b.jsonl", [bad_role]))
     assert excinfo.value.field == "prompt" and "robot" in str(excinfo.value)
 
@@ -104,7 +105,7 @@ def test_hh_rlhf_errors(tmp_path):
     project = ProjectFactory()
     good = {"chosen": "\n\nHuman: Hi\n\nAssistant: Hello", "rejected": "\n\nHuman: Hi\n\nAssistant: Go away"}
     path = write_jsonl(tmp_path / "hh.jsonl", [good, {**good, "rejected": "no transcript"}])
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=path)
     assert (excinfo.value.line, excinfo.value.field) == (2, "rejected")
     assert not Prompt.objects.filter(project=project).exists()
@@ -149,7 +150,7 @@ def test_error_in_a_later_chunk_rolls_back_the_earlier_ones(tmp_path):
     project = ProjectFactory()
     rows = [*pair_rows(12), {"prompt": "q", "response_a": "a"}]
     stored = []
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=write_jsonl(tmp_path / "late.jsonl", rows), chunk_size=3,
                      progress=lambda rows: stored.append(PairItem.objects.filter(project=project).count()))
     assert (excinfo.value.line, excinfo.value.field) == (13, "response_b")
@@ -204,9 +205,12 @@ def test_text_that_cannot_be_encoded_is_reported_with_its_line_while_earlier_chu
                                                                                                  monkeypatch):
     """Text the database cannot take (a lone surrogate) shows up only when a chunk is encoded for the
     database, which on PostgreSQL happens while the chunk before is being stored by the worker thread."""
-    import annotate.importers as importers
+    import dataclasses
 
-    parse_pairs = importers._ROW_PARSERS["pairs"]
+    import annotate.importers as importers
+    from prefdata import readers
+
+    parse_pairs = readers.FORMATS["pairs"].parse
 
     def parse_with_a_surrogate(row):
         pair = parse_pairs(row)
@@ -220,10 +224,11 @@ def test_text_that_cannot_be_encoded_is_reported_with_its_line_while_earlier_chu
         store(self, *args)
         time.sleep(0.1)  # so that the worker is still busy with a chunk when the bad one is encoded
 
-    monkeypatch.setitem(importers._ROW_PARSERS, "pairs", parse_with_a_surrogate)
+    monkeypatch.setitem(readers.FORMATS, "pairs", dataclasses.replace(readers.FORMATS["pairs"],
+                                                                       parse=parse_with_a_surrogate))
     monkeypatch.setattr(importers._PostgresCopyWriter, "_store", slow_store)
     project = ProjectFactory()
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=write_jsonl(tmp_path / "p.jsonl", pair_rows(9)), fmt="pairs", chunk_size=2)
     assert (excinfo.value.line, excinfo.value.field) == (7, "response_b")
     # The chunk in flight was waited for before the rollback (which it would otherwise race with).
@@ -244,13 +249,13 @@ def test_postgres_foreign_keys_are_deferred_again_after_the_import(tmp_path):
     assert PairItem.objects.filter(project=project).count() == 2
 
 
-def test_parse_file_is_lazy(tmp_path):
+def test_reading_is_lazy(tmp_path):
     """The file is streamed: the first pair comes out before a broken line further down is read."""
     path = write_jsonl(tmp_path / "lazy.jsonl", [*pair_rows(2), '{"prompt": '])
-    pairs = parse_file(path, "pairs")
+    pairs = read(path, "pairs")
     assert next(pairs).response_a == "a0"
     assert next(pairs).response_a == "a1"
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         next(pairs)
     assert excinfo.value.line == 3
 
@@ -288,7 +293,7 @@ def test_lone_surrogate_is_reported_with_its_line(tmp_path):
     path = tmp_path / "surrogate.jsonl"
     path.write_text(json.dumps(pair_rows(1)[0]) + "\n" + '{"prompt": "bad \\ud800", "response_a": "a", '
                     '"response_b": "b"}\n')
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=path)
     assert (excinfo.value.line, excinfo.value.field) == (2, "prompt")
     assert not Prompt.objects.filter(project=project).exists()
@@ -298,12 +303,13 @@ def test_empty_file_is_an_error(tmp_path):
     project = ProjectFactory()
     (tmp_path / "empty.jsonl").write_text("\n\n")
     for fmt in ("auto", "pairs"):
-        with pytest.raises(ImportError_, match="no rows"):
+        with pytest.raises(ReadError, match="no rows"):
             items_import(project=project, path=tmp_path / "empty.jsonl", fmt=fmt)
 
 
 def test_every_format_is_listed_for_the_form_and_the_command():
-    assert set(FORMATS) == {"auto", "pairs", "csv", "trl-preference", "hh-rlhf", "arena", "oasst", "label-studio"}
+    assert set(formats_for("pairs")) == {"auto", "pairs", "csv", "trl-preference", "hh-rlhf", "arena", "oasst",
+                                         "label-studio"}
 
 
 # -- formats -----------------------------------------------------------------------------------------------
@@ -339,15 +345,15 @@ def test_csv_errors_name_line_and_column(tmp_path):
     path = tmp_path / "bad.csv"
     # The quoted cell spans lines 2-3, so the bad record starts on line 4.
     path.write_text('prompt,response_a,response_b\n"multi\nline",a,b\nq,,b\n')
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=path)
     assert (excinfo.value.line, excinfo.value.field) == (4, "response_a")
     path.write_text("prompt,response_a\nq,a\n")
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=path, fmt="csv")
     assert (excinfo.value.line, excinfo.value.field) == (1, "response_b")
     path.write_text("prompt,response_a,response_b\nq,a,b\nq,a\n")
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=path, fmt="csv")
     assert (excinfo.value.line, excinfo.value.field) == (3, "(row)")
     assert not Prompt.objects.filter(project=project).exists()
@@ -409,7 +415,7 @@ def test_label_studio_field_map_and_left_right_follow_to_name(tmp_path):
                                            "to_name": "two,one"}]}]}]
     path = tmp_path / "ls.json"
     path.write_text(json.dumps(tasks))
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=path)
     assert (excinfo.value.line, excinfo.value.field) == (1, "data.prompt")
     items_import(project=project, path=path, field_map={"prompt": "ask", "response_a": "one", "response_b": "two"})
@@ -422,12 +428,12 @@ def test_label_studio_errors_name_the_task(tmp_path):
     good = {"id": 1, "data": {"prompt": "Q", "answer1": "a", "answer2": "b"}, "annotations": []}
     path = tmp_path / "ls.json"
     path.write_text(json.dumps([good, good, {"id": 3, "data": {"prompt": "Q", "answer1": "a"}}]))
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=path, chunk_size=1)
     assert (excinfo.value.path, excinfo.value.line, excinfo.value.field) == ("ls.json", 3, "data.answer2")
     assert "task 3" in str(excinfo.value)
     path.write_text(json.dumps([good, good])[:-30])  # cut short inside task 2
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=path, fmt="label-studio")
     assert (excinfo.value.line, excinfo.value.field) == (2, "(json)")
     assert not Prompt.objects.filter(project=project).exists()
@@ -455,7 +461,7 @@ def test_arena_errors(tmp_path):
                                ({"conversation_b": [{"role": "user", "content": "x"}]}, "conversation_b"),
                                ({"model_a": None, "conversation_a": "x"}, "conversation_a")):
         path = write_jsonl(tmp_path / "arena.jsonl", [row, {**row, **change}])
-        with pytest.raises(ImportError_) as excinfo:
+        with pytest.raises(ReadError) as excinfo:
             items_import(project=project, path=path)
         assert (excinfo.value.line, excinfo.value.field) == (2, field_name)
     assert not Prompt.objects.filter(project=project).exists()
@@ -494,7 +500,7 @@ def test_oasst_errors(tmp_path):
     tree = json.loads((DATA / "oasst.jsonl").read_text().splitlines()[0])
     tree["prompt"]["replies"][0]["replies"][0]["role"] = "robot"
     path = write_jsonl(tmp_path / "oasst.jsonl", [tree])
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=path, fmt="oasst")
     assert (excinfo.value.line, excinfo.value.field) == (1, "prompt.replies[0].replies[0].role")
     assert not Prompt.objects.filter(project=project).exists()
@@ -529,7 +535,7 @@ def test_trl_string_prompt_and_implicit_prompt(tmp_path):
     assert "context_differs" not in implicit.metadata
     bad = {"chosen": [{"role": "assistant", "content": "no prompt"}], "rejected": [{"role": "assistant",
                                                                                      "content": "x"}]}
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         items_import(project=project, path=write_jsonl(tmp_path / "bad.jsonl", [rows[1], bad]))
     assert (excinfo.value.line, excinfo.value.field) == (2, "chosen")
     assert Prompt.objects.filter(project=project).count() == 2

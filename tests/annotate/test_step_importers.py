@@ -3,9 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from annotate.importers import ImportError_
+from annotate.importers import step_items_import
 from annotate.models import Project, Prompt, StepItem, StepLabel
-from annotate.step_importers import STEP_FORMATS, step_file_parse, step_format_detect, step_items_import, steps_split
+from prefdata.readers import ReadError, format_detect, formats_for, read
+from prefdata.steps import steps_split
 from tests.conftest import SHARED_DATA
 from tests.factories import ProjectFactory
 
@@ -36,8 +37,8 @@ def only_label(item: StepItem) -> StepLabel:
 @pytest.mark.parametrize(("file", "fmt"), [("steps.jsonl", "steps"), ("prm800k.jsonl", "prm800k"),
                                            ("bbm.jsonl", "bbm"), ("math_shepherd.jsonl", "math-shepherd")])
 def test_format_detected_from_first_row(file, fmt):
-    assert step_format_detect(DATA / file) == fmt
-    assert fmt in STEP_FORMATS
+    assert format_detect(DATA / file, kind="steps") == fmt
+    assert fmt in formats_for("steps")
 
 
 def test_own_format_keeps_prompt_steps_ratings_and_metadata():
@@ -135,9 +136,9 @@ def test_math_shepherd_splits_at_the_marker_and_reads_signs():
 def test_parsing_is_lazy_and_stops_at_the_bad_line(tmp_path):
     path = write_jsonl(tmp_path / "s.jsonl", [{"prompt": "p", "steps": ["a"]}, {"prompt": "q", "steps": ["b"]},
                                               {"prompt": "r", "steps": "not a list"}])
-    records = step_file_parse(path)
+    records = read(path, kind="steps")
     assert next(records).steps == ["a"] and next(records).line == 2
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         next(records)
     assert (excinfo.value.line, excinfo.value.field) == (3, "steps")
 
@@ -177,7 +178,7 @@ def test_parsing_is_lazy_and_stops_at_the_bad_line(tmp_path):
 def test_bad_record_names_file_line_and_field_and_stores_nothing(tmp_path, rows, line, field):
     project = steps_project()
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         step_items_import(project=project, path=path, display_name="upload.jsonl")
     assert (excinfo.value.path, excinfo.value.line, excinfo.value.field) == ("upload.jsonl", line, field)
     assert f"upload.jsonl, line {line}" in str(excinfo.value)
@@ -190,7 +191,7 @@ def test_error_in_a_later_chunk_rolls_back_the_stored_chunks(tmp_path):
     rows = [{"input": f"q{i}", "steps": ["a", "b"], "mistake_index": 1, "target": "x"} for i in range(9)]
     rows.append({"input": "q", "steps": ["a"], "mistake_index": 7, "target": "x"})
     seen = []
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         step_items_import(project=project, path=write_jsonl(tmp_path / "b.jsonl", rows), chunk_size=4,
                           progress=seen.append)
     assert seen == [4, 8], "two chunks were stored before the bad line"
@@ -210,16 +211,16 @@ def test_progress_reports_rows_after_each_chunk(tmp_path):
 
 
 def test_refuses_a_pairwise_project_an_unknown_format_and_an_empty_file(tmp_path):
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         step_items_import(project=ProjectFactory(), path=DATA / "bbm.jsonl")
     assert excinfo.value.field == "(project)"
     project = steps_project()
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         step_items_import(project=project, path=DATA / "bbm.jsonl", fmt="csv")
     assert excinfo.value.field == "(format)"
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
-    with pytest.raises(ImportError_) as excinfo:
+    with pytest.raises(ReadError) as excinfo:
         step_items_import(project=project, path=empty)
     assert excinfo.value.field == "(file)"
     assert not StepItem.objects.exists()

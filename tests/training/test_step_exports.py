@@ -4,8 +4,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from annotate.importers import step_items_import
 from annotate.models import Project, StepItem, StepLabel
-from annotate.step_importers import step_items_import
 from tests.conftest import SHARED_DATA
 from tests.factories import ProjectFactory, PromptFactory, UserFactory
 from training.step_exports import (

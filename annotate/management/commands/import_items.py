@@ -1,11 +1,10 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from annotate.importers import FORMATS, ImportError_
 from annotate.imports import project_import
 from annotate.models import Project
-from annotate.step_importers import STEP_FORMATS
+from prefdata.readers import ReadError, formats_for
 
-ALL_FORMATS = {**FORMATS, **STEP_FORMATS}
+FORMATS, STEP_FORMATS = formats_for("pairs"), formats_for("steps")
 
 
 class Command(BaseCommand):
@@ -17,7 +16,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("file")
         parser.add_argument("--project", required=True, help="project name (created if --create)")
-        parser.add_argument("--format", default="auto", choices=list(ALL_FORMATS))
+        parser.add_argument("--format", default="auto", choices=list(formats_for()))
         parser.add_argument("--create", action="store_true", help="create the project if it does not exist")
         parser.add_argument("--kind", default="pairwise", choices=Project.TaskKind.values,
                             help="task kind of a project made with --create")
@@ -30,7 +29,7 @@ class Command(BaseCommand):
             obj = Project.objects.create(name=project, task_kind=kind)
         try:
             result = project_import(project=obj, path=file, fmt=format)
-        except (ImportError_, OSError) as exc:
+        except (ReadError, OSError) as exc:
             raise CommandError(str(exc)) from None
         what = "step items" if obj.task_kind == Project.TaskKind.STEPS else "pairs"
         self.stdout.write(self.style.SUCCESS(

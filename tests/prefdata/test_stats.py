@@ -1,4 +1,4 @@
-"""The statistics in annotate.stats, checked against reference packages and textbook examples (no database)."""
+"""The statistics in prefdata.stats, checked against reference packages and textbook examples (no database)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sklearn.metrics import cohen_kappa_score
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss_kappa
 
-from annotate.stats import (
+from prefdata.stats import (
     ELO_PER_NAT,
     Aggregate,
     aggregate_verdicts,

@@ -6,7 +6,10 @@ which is only a development dependency. Every function is keyword-only. A statis
 project; ``ValueError`` is kept for malformed input (unknown verdicts, strengths outside 1..4, and the like).
 
 The platform's verdicts are ``"A"``, ``"B"``, ``"tie"`` and ``"both_bad"``; a strength of 1..4 (negligibly,
-slightly, plainly "better", significantly better) may come with ``"A"`` or ``"B"`` (``annotate.models.PairLabel``).
+slightly, plainly "better", significantly better) may come with ``"A"`` or ``"B"`` (``prefdata.records``).
+
+Every majority vote of the platform (verdicts of people and AI judges, step ratings, outcomes, finish
+reasons) is ``plurality``: the value given most often, none when the top two are level.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Literal, TypedDict
 
 import numpy as np
 import numpy.typing as npt
+
+from prefdata.records import STRENGTHS, VERDICTS
 
 __all__ = [
     "ELO_PER_NAT",
@@ -34,14 +39,13 @@ __all__ = [
     "cohen_kappa",
     "fleiss_kappa",
     "krippendorff_alpha",
+    "plurality",
     "position_bias",
     "signed_strength",
 ]
 
 Level = Literal["nominal", "ordinal", "interval"]
 
-VERDICTS: tuple[str, ...] = ("A", "B", "tie", "both_bad")
-STRENGTHS = range(1, 5)
 
 # A decisive verdict without a strength sits at 3 on the signed scale: 3 is the label "Better", i.e. exactly the
 # unqualified claim "A is better" that the annotator made. Putting it at 1 ("Negligibly better") would move it
@@ -209,6 +213,25 @@ def fleiss_kappa(*, ratings: Sequence[Sequence[Hashable]]) -> float:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def plurality(values: Iterable[Hashable], *, weights: Iterable[float] | None = None) -> Hashable | None:
+    """The value given most often; None when there is none or when the top two are level.
+
+    With ``weights`` (one per value) the value of the largest total weight wins instead; a value whose total
+    weight is not positive was not given. A plurality, not a majority: with four verdicts, a strict majority
+    of the votes is often out of reach (callers may require one from the support they count).
+    """
+    if weights is None:
+        ranked = Counter(values).most_common(2)
+    else:
+        tally: Counter[Hashable] = Counter()
+        for value, weight in zip(values, weights, strict=True):
+            tally[value] += weight
+        ranked = [(v, w) for v, w in tally.most_common() if w > 0][:2]
+    if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
+        return None
+    return ranked[0][0]
+
+
 def agreement_with_majority(*, labels: Iterable[tuple[Hashable, Hashable, Hashable]]) -> dict[Hashable, float]:
     """For each annotator, the share of their labels that match the majority of the *other* annotators.
 
@@ -227,17 +250,13 @@ def agreement_with_majority(*, labels: Iterable[tuple[Hashable, Hashable, Hashab
     hits: Counter[Hashable] = Counter()
     scored: Counter[Hashable] = Counter()
     for votes in by_item.values():
-        tally = Counter(votes.values())
         for annotator, verdict in votes.items():
-            # 1. The others' tally is the item's tally minus this annotator's own vote.
-            others = tally.copy()
-            others[verdict] -= 1
-            ranked = [(v, c) for v, c in others.most_common() if c > 0]
-            # 2. Skip when there is nothing to compare with, or no single majority among the others.
-            if not ranked or (len(ranked) > 1 and ranked[0][1] == ranked[1][1]):
+            # Skip when there is nothing to compare with, or no single majority among the others.
+            majority = plurality(v for a, v in votes.items() if a != annotator)
+            if majority is None:
                 continue
             scored[annotator] += 1
-            hits[annotator] += ranked[0][0] == verdict
+            hits[annotator] += majority == verdict
     return {annotator: hits[annotator] / count for annotator, count in scored.items()}
 
 
@@ -287,12 +306,11 @@ def aggregate_verdicts(
 
     result: dict[Hashable, Aggregate] = {}
     for item, tally in weights.items():
-        ranked = tally.most_common(2)
+        winner = plurality(tally, weights=tally.values())  # the weights rank the verdicts, not the counts
         total = sum(counts[item].values())
-        if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
+        if winner is None:
             result[item] = Aggregate(verdict=None, margin=None, support=0, total=total)
             continue
-        winner = ranked[0][0]
         strengths = graded[item].get(winner, [])
         margin = sum(strengths) / len(strengths) if strengths else None
         result[item] = Aggregate(verdict=winner, margin=margin, support=counts[item][winner], total=total)

@@ -1,0 +1,271 @@
+"""The registry of import formats, the one format detection, and ``read``: a file to its records.
+
+Every format has a kind ("pairs": ``PairRecord``, "steps": ``StepRecord``), a description (the form's
+and the command's help), a row parser and, for the record formats, the rule that recognises its first
+record. A record format (one JSON object a record) is read from JSON Lines, from a JSON array, and from
+gzip of either; Label Studio exports are JSON arrays of tasks; CSV is our pair CSV.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from prefdata.readers import pair_formats, step_formats
+from prefdata.readers.stream import (
+    ReadError,
+    RowCounter,
+    StreamError,
+    array_records,
+    first_char,
+    jsonl_records,
+    stream_open,
+    to_read_error,
+)
+
+KINDS = ("pairs", "steps")
+AUTO = "auto"
+AUTO_DESCRIPTION = "detect from the file's first record"
+
+Reader = Callable[..., Iterator[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    """One import format.
+
+    ``parse`` turns one JSON object into a record, a list of records (an OpenAssistant tree), or None (a
+    record with nothing to import); it raises KeyError / ValueError / ``FieldError`` for a bad record.
+    ``detect`` says whether a file's first record is of this format, and ``hint`` names what it looks
+    for in the message of a file no format recognises. Formats without ``parse`` have a ``reader`` of
+    their own (CSV, Label Studio).
+    """
+
+    name: str
+    kind: str
+    description: str
+    parse: Callable[[dict], Any] | None = None
+    detect: Callable[[dict], bool] | None = None
+    hint: str = ""
+    reader: Reader | None = None
+
+
+def _is_trl(row: dict) -> bool:
+    # Explicit prompt, or TRL's implicit prompt: full conversations sharing the prefix.
+    return ("prompt" in row and "chosen" in row) or (
+        "chosen" in row and "rejected" in row and isinstance(row["chosen"], list))
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("pairs", "pairs",
+           'our JSONL: {"prompt", "response_a", "response_b", optional "model_a", "model_b", "metadata"}',
+           pair_formats.pairs_row, lambda row: "response_a" in row, "response_a/response_b"),
+    Format("csv", "pairs",
+           "our CSV: header prompt,response_a,response_b[,model_a,model_b]; other columns go to the metadata",
+           reader=pair_formats.read_csv),
+    Format("trl-preference", "pairs",
+           'TRL preference JSONL: {"prompt", "chosen", "rejected"} (strings or conversations), '
+           'or implicit prompt: {"chosen", "rejected"} full conversations sharing the prefix',
+           pair_formats.trl_row, _is_trl, "prompt/chosen/rejected"),
+    Format("hh-rlhf", "pairs", 'Anthropic hh-rlhf: {"chosen", "rejected"} transcripts of "Human:" / "Assistant:" turns',
+           pair_formats.hh_row,
+           lambda row: "chosen" in row and isinstance(row["chosen"], str) and "\n\nHuman:" in row["chosen"],
+           "hh-rlhf"),
+    Format("arena", "pairs", "Chatbot Arena battles JSONL: {model_a, model_b, winner, conversation_a, conversation_b}",
+           pair_formats.arena_row, lambda row: "conversation_a" in row and "winner" in row,
+           "Arena conversation_a/conversation_b"),
+    Format("oasst", "pairs",
+           "OpenAssistant message trees JSONL: every two ranked assistant replies to a prompter message",
+           pair_formats.oasst_tree,
+           lambda row: "message_tree_id" in row or (isinstance(row.get("prompt"), dict) and "replies" in row["prompt"]),
+           "an OpenAssistant tree"),
+    Format("label-studio", "pairs", "Label Studio JSON export (an array of tasks) of a Pairwise labeling config",
+           reader=pair_formats.read_label_studio),
+    Format("steps", "steps",
+           'our JSONL: {"prompt" (string or conversation), "steps": [str], optional "ratings": [1|0|-1|null], '
+           '"reference_answer", "ground_truth_solution", "model", "metadata", "finish_reason", "outcome"}',
+           step_formats.steps_row, lambda row: "prompt" in row and "steps" in row, "prompt/steps"),
+    Format("prm800k", "steps",
+           "PRM800K JSONL (OpenAI, one labeled solution a line): question.problem, label.steps[].completions[]"
+           ".rating, chosen_completion, human_completion, label.finish_reason",
+           step_formats.prm800k_row, lambda row: isinstance(row.get("label"), dict) and "question" in row,
+           "PRM800K question/label"),
+    Format("bbm", "steps", "BIG-Bench Mistake JSONL: {input, steps, mistake_index (0-based or null), answer, target}",
+           step_formats.bbm_row, lambda row: "mistake_index" in row and "steps" in row,
+           "BIG-Bench Mistake input/steps/mistake_index"),
+    Format("math-shepherd", "steps",
+           'Math-Shepherd JSONL: {input, label, optional task}: every step of "input" ends with "ки", '
+           'which "label" replaces with "+" or "-"',
+           step_formats.math_shepherd_row, lambda row: "input" in row and "label" in row, "Math-Shepherd input/label"),
+)}
+
+# The order in which the rules are tried on a first record: the more specific first (a row with
+# "response_a" and "chosen" is ours; PRM800K's "label" is an object, Math-Shepherd's a string).
+DETECTION_ORDER = ("pairs", "arena", "oasst", "trl-preference", "hh-rlhf", "prm800k", "bbm", "steps", "math-shepherd")
+
+
+def formats_for(kind: str | None = None) -> dict[str, str]:
+    """Name -> description of the formats of ``kind`` (all when None), "auto" first: the choices of a
+    form, a command or an API field."""
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    return {AUTO: AUTO_DESCRIPTION, **{f.name: f.description for f in FORMATS.values()
+                                      if kind is None or f.kind == kind}}
+
+
+# -- detection ----------------------------------------------------------------------------------------------
+
+
+def _record_format(row: object, kind: str | None) -> str | None:
+    if not isinstance(row, dict):
+        raise ValueError("expected a JSON object")
+    for name in DETECTION_ORDER:
+        spec = FORMATS[name]
+        if (kind is None or spec.kind == kind) and spec.detect(row):  # type: ignore[misc]
+            return name
+    return None
+
+
+def _unknown(kind: str | None) -> str:
+    hints = [f.hint for f in FORMATS.values() if f.hint and (kind is None or f.kind == kind)]
+    return f"unknown format: expected {', '.join(hints[:-1])} or {hints[-1]}"
+
+
+def _detect_record(row: object, kind: str | None, name: str, line: int) -> str:
+    try:
+        fmt = _record_format(row, kind)
+        if fmt is None:
+            raise ValueError(_unknown(kind))
+    except ValueError as exc:
+        raise ReadError(path=name, line=line, field="(row)", message=str(exc)) from None
+    return fmt
+
+
+def _detect_array(stream: BinaryIO, kind: str | None, name: str) -> str:
+    """A JSON array: of records of a record format, or of Label Studio tasks (where pairs may be)."""
+    tasks_possible = kind in (None, "pairs")
+    try:
+        number, row = next(array_records(stream, name), (0, None))
+    except ReadError:
+        if tasks_possible:
+            return "label-studio"  # reading the tasks will report it, task by task
+        raise
+    if number == 0:
+        if tasks_possible:
+            return "label-studio"
+        raise ReadError(path=name, line=0, field="(file)", message="the file has no rows")
+    if tasks_possible:
+        # A Label Studio task keeps its fields under "data"; anything else no record rule knows is taken
+        # for a task too, and reported as one.
+        if not isinstance(row, dict) or "data" in row:
+            return "label-studio"
+        return _record_format(row, kind) or "label-studio"
+    return _detect_record(row, kind, name, number)
+
+
+def format_detect(path: str | Path, *, kind: str | None = None, display_name: str | None = None,
+                  field_map: Mapping[str, str] | None = None, max_bytes: int | None = None) -> str:
+    """The format of a file of ``kind`` ("pairs", "steps", None for either), from its first record.
+
+    After white space and a byte-order mark, and once decompressed when it is gzip: a "[" opens a JSON
+    array (of records, or Label Studio tasks), a "{" JSON Lines, whose first record's keys decide; with
+    pairs possible, anything else is read as a CSV header.
+    """
+    name = display_name or Path(path).name
+    if kind is not None and kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    with stream_open(path, max_bytes=max_bytes) as stream:
+        try:
+            first = first_char(stream)
+        except StreamError as exc:
+            raise ReadError(path=name, line=1, field=exc.field, message=str(exc)) from None
+        if not first:
+            raise ReadError(path=name, line=0, field="(file)", message="the file has no rows")
+        if first == "[":
+            return _detect_array(stream, kind, name)
+        if first != "{" and kind != "steps":
+            try:
+                if pair_formats.csv_header_fits(stream, field_map or {}):
+                    return "csv"
+            except StreamError as exc:
+                raise ReadError(path=name, line=1, field=exc.field, message=str(exc)) from None
+            raise ReadError(path=name, line=1, field="(file)",
+                            message="unknown format: not JSON Lines, a JSON array or a CSV with prompt,response_a,"
+                                    "response_b columns")
+        for line_no, row in jsonl_records(stream, name):
+            return _detect_record(row, kind, name, line_no)
+    raise ReadError(path=name, line=0, field="(file)", message="the file has no rows")
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+
+
+def read(path: str | Path, fmt: str = AUTO, *, kind: str | None = None, display_name: str | None = None,
+         field_map: Mapping[str, str] | None = None, counter: RowCounter | None = None,
+         max_bytes: int | None = None) -> Iterator[Any]:
+    """The records of a file, one at a time (lazily): ``PairRecord`` or ``StepRecord`` as the format's kind.
+
+    ``fmt`` "auto" detects it (``format_detect``); ``kind`` restricts the formats to one kind. Raises
+    ReadError naming the file (``display_name``, else the file's name), line and field, at once for an
+    unknown format, else at the first bad record. ``counter.rows`` counts the records read (lines, CSV
+    records, tasks, trees). ``field_map`` names the source keys of prompt / response_a / response_b where
+    they vary (Label Studio data, CSV header). A gzip file may decompress to ``max_bytes`` at most.
+    """
+    name = display_name or Path(path).name
+    counter = counter if counter is not None else RowCounter()
+    if fmt == AUTO:
+        fmt = format_detect(path, kind=kind, display_name=name, field_map=field_map, max_bytes=max_bytes)
+    spec = FORMATS.get(fmt)
+    if spec is None or (kind is not None and spec.kind != kind):
+        raise ReadError(path=name, line=0, field="(format)",
+                        message=f"unknown format {fmt!r}; known: {', '.join(formats_for(kind))}")
+    if spec.reader is not None:
+        return spec.reader(path, name, counter, field_map or {}, max_bytes=max_bytes)
+    return _read_records(path, name, spec.parse, counter, max_bytes)  # type: ignore[arg-type]
+
+
+def _read_records(path: str | Path, name: str, parse: Callable[[dict], Any], counter: RowCounter,
+                  max_bytes: int | None) -> Iterator[Any]:
+    with stream_open(path, max_bytes=max_bytes) as stream:
+        try:
+            array = first_char(stream) == "["
+        except StreamError as exc:
+            raise ReadError(path=name, line=1, field=exc.field, message=str(exc)) from None
+        if array:
+            yield from _parsed(array_records(stream, name), name, parse, counter, unit="record")
+            return
+        # JSON Lines, the hot path of imports: this loop is _parsed's, inlined.
+        for line_no, row in jsonl_records(stream, name):
+            counter.rows += 1
+            try:
+                if not isinstance(row, dict):
+                    raise ValueError("expected a JSON object")
+                parsed = parse(row)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise to_read_error(exc, path=name, line=line_no) from None
+            if isinstance(parsed, list):
+                for record in parsed:
+                    record.line = line_no
+                    yield record
+            elif parsed is not None:  # None: nothing to import in this record
+                parsed.line = line_no
+                yield parsed
+
+
+def _parsed(rows: Iterator[tuple[int, object]], name: str, parse: Callable[[dict], Any], counter: RowCounter, *,
+            unit: str) -> Iterator[Any]:
+    for number, row in rows:
+        counter.rows += 1
+        try:
+            if not isinstance(row, dict):
+                raise ValueError("expected a JSON object")
+            parsed = parse(row)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise to_read_error(exc, path=name, line=number, unit=unit) from None
+        if parsed is None:
+            continue
+        for record in parsed if isinstance(parsed, list) else [parsed]:
+            record.line = number
+            yield record
