@@ -75,8 +75,11 @@ class _Capped(io.RawIOBase):
         return True
 
     def readinto(self, buffer) -> int:  # type: ignore[override]
+        # Never more than the limit: the bytes before it are all given (so the error comes with the line
+        # that crosses it); once they are, one more byte tells whether the data goes on.
+        room = self.limit - self.total
         try:
-            n = self.source.readinto(buffer)
+            n = self.source.readinto(memoryview(buffer)[:max(room, 1)] if room < len(buffer) else buffer)
         except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
             raise StreamError(f"not a valid gzip file: {exc}") from None
         self.total += n
