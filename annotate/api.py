@@ -18,6 +18,14 @@ from rest_framework.views import APIView
 from annotate import hotpath
 from annotate.imports import import_job_create, import_job_progress
 from annotate.job_lifecycle import job_cancel, job_retry
+from annotate.labels import (
+    CORRECTED_STEP_MAX_LENGTH,
+    PAIR_LABEL_ANSWER_FIELDS,
+    RATIONALE_MAX_LENGTH,
+    TIME_SPENT_MAX_MS,
+    Strength,
+    presentation_order,
+)
 from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, StepItem, StepLabel, Verdict
 from annotate.quality import disputed_items, project_quality
 from annotate.selectors import (
@@ -38,7 +46,6 @@ from annotate.services import (
     project_update,
     step_label_submit,
 )
-from annotate.views import presentation_order
 from prefdata.readers import formats_for
 
 
@@ -69,17 +76,16 @@ class NextItemSerializer(PairItemSerializer):
 
 class PairLabelInSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=Verdict.choices, help_text="About the stored responses A and B.")
-    strength = serializers.ChoiceField(choices=PairLabel.Strength.choices, required=False, allow_null=True)
-    rationale = serializers.CharField(required=False, allow_blank=True, max_length=5000, default="")
-    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=2**31 - 1)
+    strength = serializers.ChoiceField(choices=Strength.choices, required=False, allow_null=True)
+    rationale = serializers.CharField(required=False, allow_blank=True, max_length=RATIONALE_MAX_LENGTH, default="")
+    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=TIME_SPENT_MAX_MS)
     criteria = serializers.DictField(child=serializers.ChoiceField(choices=Verdict.choices), required=False)
 
 
 class PairLabelSerializer(serializers.ModelSerializer):
     class Meta:
         model = PairLabel
-        fields = ["id", "item", "verdict", "strength", "rationale", "criteria", "shown_order", "time_spent_ms",
-                  "created_at", "updated_at"]
+        fields = list(PAIR_LABEL_ANSWER_FIELDS)
 
 
 @extend_schema(responses=ProjectSerializer(many=True), request=ProjectSerializer)
@@ -161,7 +167,8 @@ class StepLabelInSerializer(serializers.Serializer):
     outcome = serializers.ChoiceField(choices=StepLabel.Outcome.choices, default="", allow_blank=True)
     flags = serializers.ListField(child=serializers.IntegerField(min_value=0), default=list)
     corrected_step_index = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    corrected_step = serializers.CharField(required=False, allow_blank=True, default="", max_length=20000)
+    corrected_step = serializers.CharField(required=False, allow_blank=True, default="",
+                                           max_length=CORRECTED_STEP_MAX_LENGTH)
     time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
 
 
@@ -291,7 +298,7 @@ def quality(request: Request, project_id: int) -> Response:
 
 class AdjudicateSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=Verdict.choices)
-    strength = serializers.ChoiceField(choices=PairLabel.Strength.choices, required=False, allow_null=True)
+    strength = serializers.ChoiceField(choices=Strength.choices, required=False, allow_null=True)
 
 
 class DisputeSerializer(serializers.Serializer):

@@ -1,17 +1,21 @@
 from django import forms
 
-from annotate.models import PairLabel, Verdict
+from annotate.labels import DECISIVE, RATIONALE_MAX_LENGTH, TIME_SPENT_MAX_MS, Strength, Verdict
+
+# The verdicts in the sides the annotator saw: A and B become left and right (the view maps them back).
+SIDE_CHOICES = [("left", "Left"), ("right", "Right"),
+                *((v, label) for v, label in Verdict.choices if v not in DECISIVE)]
 
 
 class PairLabelForm(forms.Form):
     """What the annotator chose, in the sides they saw: left/right are mapped to A/B by the view."""
 
-    choice = forms.ChoiceField(choices=[("left", "Left"), ("right", "Right"), ("tie", "Tie"),
-                                        ("both_bad", "Both bad")])
-    strength = forms.TypedChoiceField(choices=[("", "—"), *PairLabel.Strength.choices], coerce=int,
+    choice = forms.ChoiceField(choices=SIDE_CHOICES)
+    strength = forms.TypedChoiceField(choices=[("", "—"), *Strength.choices], coerce=int,
                                       required=False, empty_value=None)
-    rationale = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=5000)
-    time_spent_ms = forms.IntegerField(required=False, min_value=0, max_value=24 * 3600 * 1000)
+    rationale = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}),
+                                max_length=RATIONALE_MAX_LENGTH)
+    time_spent_ms = forms.IntegerField(required=False, min_value=0, max_value=TIME_SPENT_MAX_MS)
 
     def __init__(self, *args, criteria: list[str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -40,5 +44,5 @@ class ImportForm(forms.Form):
 
 class AdjudicationForm(forms.Form):
     verdict = forms.ChoiceField(choices=Verdict.choices)
-    strength = forms.TypedChoiceField(choices=[("", "—"), *PairLabel.Strength.choices], coerce=int,
+    strength = forms.TypedChoiceField(choices=[("", "—"), *Strength.choices], coerce=int,
                                       required=False, empty_value=None)

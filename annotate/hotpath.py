@@ -27,19 +27,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.fields import DateTimeField
 
-from annotate.models import ItemSkip, ItemSlot, Membership, PairItem, PairLabel, Project, Prompt, Verdict
-from annotate.views import presentation_order
+from annotate.labels import PAIR_LABEL_ANSWER_FIELDS, pair_label_clean, presentation_order
+from annotate.models import ItemSkip, ItemSlot, Membership, PairItem, PairLabel, Project, Prompt
 
-_VERDICTS = frozenset(Verdict.values)
-_STRENGTHS = frozenset(PairLabel.Strength.values)
-_RATIONALE_MAX = 5000
-_INT_MAX = 2**31 - 1  # PositiveIntegerField
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _datetime = DateTimeField().to_representation  # the API's format for datetimes
 
@@ -231,8 +228,8 @@ def pair_next(request: HttpRequest, project_id: int) -> HttpResponse | None:
 
 
 def _label_fields(request: HttpRequest, criteria_allowed: list) -> dict | None:
-    """The label's fields when the body is plainly valid; None sends it to the serializer, which
-    accepts the same values (and coerces some others) and words the errors."""
+    """The label's fields when the body is JSON that ``annotate.labels.pair_label_clean`` accepts as it is;
+    None sends it to the serializer, which coerces what it can (a strength "3") and words the errors."""
     if request.content_type != "application/json":
         return None
     try:
@@ -241,33 +238,14 @@ def _label_fields(request: HttpRequest, criteria_allowed: list) -> dict | None:
         return None
     if not isinstance(body, dict):
         return None
-    verdict = body.get("verdict")
-    strength = body.get("strength")
-    rationale = body.get("rationale", "")
-    time_spent = body.get("time_spent_ms")
-    criteria = body.get("criteria", {})
-    if not (isinstance(verdict, str) and verdict in _VERDICTS):
-        return None
-    if strength is not None and (type(strength) is not int or strength not in _STRENGTHS):
-        return None
-    if time_spent is not None and (type(time_spent) is not int or not 0 <= time_spent <= _INT_MAX):
-        return None
-    if not isinstance(rationale, str) or "\x00" in rationale:
-        return None
-    rationale = rationale.strip()  # as DRF's CharField does
-    if len(rationale) > _RATIONALE_MAX:
-        return None
     try:
-        rationale.encode()
-    except UnicodeEncodeError:  # lone surrogates: refused by the serializer
+        values = pair_label_clean(verdict=body.get("verdict"), strength=body.get("strength"),
+                                  rationale=body.get("rationale", ""), time_spent_ms=body.get("time_spent_ms"),
+                                  criteria=body.get("criteria", {}), project_criteria=criteria_allowed)
+    except ValidationError:
         return None
-    if not isinstance(criteria, dict) or not all(
-            isinstance(v, str) and v in _VERDICTS and k in criteria_allowed for k, v in criteria.items()):
-        return None
-    if verdict not in (Verdict.A, Verdict.B):
-        strength = None  # a tie or both-bad has no strength
-    return {"verdict": verdict, "strength": strength, "rationale": rationale, "criteria": criteria,
-            "time_spent_ms": time_spent}
+    return {"verdict": values.verdict, "strength": values.strength, "rationale": values.rationale,
+            "criteria": values.criteria, "time_spent_ms": values.time_spent_ms}
 
 
 def pair_label(request: HttpRequest, project_id: int, item_id: int) -> HttpResponse | None:
@@ -286,7 +264,6 @@ def pair_label(request: HttpRequest, project_id: int, item_id: int) -> HttpRespo
     if row is None:
         return None  # no such item in the project: the full view answers 404
     label_id, created_at, updated_at = row
-    return _json({"id": label_id, "item": item_id, "verdict": fields["verdict"], "strength": fields["strength"],
-                  "rationale": fields["rationale"], "criteria": fields["criteria"], "shown_order": shown_order,
-                  "time_spent_ms": fields["time_spent_ms"], "created_at": _datetime(created_at),
-                  "updated_at": _datetime(updated_at)}, 201)
+    answer = {**fields, "id": label_id, "item": item_id, "shown_order": shown_order,
+              "created_at": _datetime(created_at), "updated_at": _datetime(updated_at)}
+    return _json({name: answer[name] for name in PAIR_LABEL_ANSWER_FIELDS}, 201)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import models
 
 from annotate.jobs import Job
+from annotate.labels import ShownOrder, Strength, Verdict
 
 
 class Project(models.Model):
@@ -147,23 +148,11 @@ class PairItem(Adjudicated):
         return f"Pair {self.pk} of {self.project}"
 
 
-class Verdict(models.TextChoices):
-    A = "A", "A is better"
-    B = "B", "B is better"
-    TIE = "tie", "Tie"
-    BOTH_BAD = "both_bad", "Both bad"
-
-
 class PairLabel(models.Model):
-    class Order(models.TextChoices):
-        AB = "AB", "A left, B right"
-        BA = "BA", "B left, A right"
+    """One annotator's label of a pair; what its fields may hold is defined in ``annotate.labels``."""
 
-    class Strength(models.IntegerChoices):
-        NEGLIGIBLY = 1, "Negligibly better"
-        SLIGHTLY = 2, "Slightly better"
-        BETTER = 3, "Better"
-        SIGNIFICANTLY = 4, "Significantly better"
+    Order = ShownOrder
+    Strength = Strength
 
     item = models.ForeignKey(PairItem, on_delete=models.CASCADE, related_name="labels")
     annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pair_labels")

@@ -86,12 +86,6 @@ def pair_label_last_for_annotator(*, project: Project, user: User) -> PairLabel 
             .first())
 
 
-def pair_labels_for_project(*, project: Project) -> QuerySet[PairLabel]:
-    return PairLabel.objects.filter(item__project=project).select_related(
-        "item__prompt", "item__completion_a", "item__completion_b"
-    )
-
-
 def pair_items_for_project(*, project: Project) -> QuerySet[PairItem]:
     return PairItem.objects.filter(project=project).select_related("prompt", "completion_a", "completion_b")
 

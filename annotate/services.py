@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
+from annotate.labels import ShownOrder, corrected_step_check, pair_label_clean, time_spent_check
 from annotate.models import (
     Completion,
     ItemSkip,
@@ -24,7 +25,6 @@ from annotate.models import (
     Prompt,
     StepItem,
     StepLabel,
-    Verdict,
 )
 from prefdata.records import STEP_RATINGS, conversation_validate, text_clean
 from prefdata.steps import finish_reason_for, first_error, ratings_stop_at_first_error
@@ -203,43 +203,21 @@ def pair_items_prioritize(*, project: Project, priorities: dict[int, int]) -> in
     return updated
 
 
-def criteria_validate(*, project: Project, criteria: object) -> dict[str, str]:
-    if not criteria:
-        return {}
-    if not isinstance(criteria, dict):
-        raise ValidationError({"criteria": "expected an object {criterion: verdict}"})
-    unknown = set(criteria) - set(project.criteria)
-    if unknown:
-        raise ValidationError({"criteria": f"unknown criteria {sorted(unknown)}; this project has {project.criteria}"})
-    for name, value in criteria.items():
-        if value not in Verdict.values:
-            raise ValidationError({"criteria": f"{name}: {value!r} is not one of {Verdict.values}"})
-    return dict(criteria)
-
-
 @transaction.atomic
 def pair_label_submit(*, item: PairItem, annotator: AbstractBaseUser, verdict: str, strength: int | None = None,
-                      rationale: str = "", shown_order: str = PairLabel.Order.AB,
+                      rationale: str = "", shown_order: str = ShownOrder.AB,
                       time_spent_ms: int | None = None, criteria: dict | None = None) -> PairLabel:
     """Store (or edit) this annotator's label for the item and close their slot.
 
     A label always counts, even when its lease ran out: it then takes any free slot of the item,
     or is kept as an extra label when the item is already complete (work is never thrown away).
     """
-    if verdict not in Verdict.values:
-        raise ValidationError({"verdict": f"{verdict!r} is not one of {Verdict.values}"})
-    if shown_order not in PairLabel.Order.values:
-        raise ValidationError({"shown_order": f"{shown_order!r} is not one of {PairLabel.Order.values}"})
-    if verdict in (Verdict.A, Verdict.B):
-        if strength is not None and strength not in PairLabel.Strength.values:
-            raise ValidationError({"strength": f"{strength!r} is not one of {PairLabel.Strength.values}"})
-    else:
-        strength = None  # a tie or both-bad has no strength
-    if time_spent_ms is not None and time_spent_ms < 0:
-        raise ValidationError({"time_spent_ms": "must not be negative"})
-    criteria = criteria_validate(project=item.project, criteria=criteria)
-    fields = {"verdict": verdict, "strength": strength, "rationale": rationale, "criteria": criteria,
-              "shown_order": shown_order, "time_spent_ms": time_spent_ms}
+    values = pair_label_clean(verdict=verdict, strength=strength, rationale=rationale, time_spent_ms=time_spent_ms,
+                              criteria=criteria, project_criteria=item.project.criteria)
+    if shown_order not in ShownOrder.values:
+        raise ValidationError({"shown_order": f"{shown_order!r} is not one of {ShownOrder.values}"})
+    fields = {"verdict": values.verdict, "strength": values.strength, "rationale": values.rationale,
+              "criteria": values.criteria, "shown_order": shown_order, "time_spent_ms": values.time_spent_ms}
     # An edit updates in place; a new label is inserted (the unique constraint settles a race of two
     # submits, the loser becoming an edit). Fewer round trips than update_or_create on the hot path.
     created = False
@@ -262,12 +240,8 @@ def pair_label_submit(*, item: PairItem, annotator: AbstractBaseUser, verdict: s
 def pair_item_adjudicate(*, item: PairItem, reviewer: AbstractBaseUser, verdict: str,
                          strength: int | None = None) -> PairItem:
     """A reviewer's verdict on a disputed item: it becomes the item's final verdict."""
-    if verdict not in Verdict.values:
-        raise ValidationError({"verdict": f"{verdict!r} is not one of {Verdict.values}"})
-    if strength is not None and strength not in PairLabel.Strength.values:
-        raise ValidationError({"strength": f"{strength!r} is not one of {PairLabel.Strength.values}"})
-    item.final_verdict = verdict
-    item.final_strength = strength if verdict in (Verdict.A, Verdict.B) else None
+    values = pair_label_clean(verdict=verdict, strength=strength)
+    item.final_verdict, item.final_strength = values.verdict, values.strength
     item.adjudicated_by, item.adjudicated_at = reviewer, timezone.now()
     item.save(update_fields=["final_verdict", "final_strength", "adjudicated_by", "adjudicated_at"])
     return item
@@ -344,11 +318,10 @@ def step_label_submit(*, item: StepItem, annotator: AbstractBaseUser, ratings: l
         raise ValidationError({"flags": "a flag names a step that does not exist"})
     if corrected_step_index is not None and not 0 <= corrected_step_index < len(item.steps):
         raise ValidationError({"corrected_step_index": "no such step"})
-    if time_spent_ms is not None and time_spent_ms < 0:
-        raise ValidationError({"time_spent_ms": "must not be negative"})
     fields = {"ratings": ratings, "finish_reason": finish_reason, "outcome": outcome, "flags": flags,
-              "corrected_step_index": corrected_step_index, "corrected_step": text_clean(corrected_step),
-              "time_spent_ms": time_spent_ms, "source": StepLabel.Source.HUMAN}
+              "corrected_step_index": corrected_step_index,
+              "corrected_step": corrected_step_check(text_clean(corrected_step)),
+              "time_spent_ms": time_spent_check(time_spent_ms), "source": StepLabel.Source.HUMAN}
     label, created = StepLabel.objects.update_or_create(item=item, annotator=annotator, defaults=fields)
     if created and not item.is_gold:
         _slot_close(field=STEPS.field, item=item, annotator=annotator)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -14,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from annotate.forms import AdjudicationForm, ImportForm, PairLabelForm
 from annotate.imports import import_job_create, import_job_progress
 from annotate.job_lifecycle import job_cancel, job_retry
+from annotate.labels import presentation_order
 from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, StepItem, StepLabel
 from annotate.quality import disputed_items, project_quality
 from annotate.selectors import (
@@ -39,13 +38,6 @@ from annotate.services import (
 )
 from annotate.step_quality import step_disputes, step_project_quality
 from prefdata.steps import steps_split
-
-
-def presentation_order(*, user_id: int, item_id: int) -> str:
-    """Which side each response is shown on, fixed per annotator and item (so a reload does not
-    swap them) and random across them (so the annotator's position bias can be measured)."""
-    digest = hashlib.sha256(f"order:{user_id}:{item_id}".encode()).digest()
-    return PairLabel.Order.AB if digest[0] % 2 == 0 else PairLabel.Order.BA
 
 
 @login_required
@@ -148,7 +140,7 @@ def steps_submit(request: HttpRequest, project_id: int, item_id: int) -> HttpRes
             item=item, annotator=request.user, ratings=ratings, finish_reason=post.get("finish_reason", "solution"),
             outcome=post.get("outcome", ""), flags=[i for i in range(len(item.steps)) if post.get(f"flag_{i}")],
             corrected_step_index=int(index) if index != "" else None,
-            corrected_step=post.get("corrected_step", "")[:20000],
+            corrected_step=post.get("corrected_step", ""),
             time_spent_ms=int(post["time_spent_ms"]) if post.get("time_spent_ms", "").isdigit() else None)
     except ValueError:
         return _render_steps(request, item.project, item, errors=["Ratings must be 1, 0 or -1."], status=422)

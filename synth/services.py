@@ -16,7 +16,8 @@ from django.db.models import Count, F, Sum
 from annotate.job_lifecycle import JobContext, job_queue, job_run
 from annotate.models import Completion, Project, Prompt
 from annotate.services import pair_item_create
-from synth.backends.base import Backend, Sampling, backend_load
+from synth.backends.base import Backend, Sampling
+from synth.backends.loader import backend_load
 from synth.models import CachedResponse, Constitution, Generation, ModelEndpoint, SynthesisJob
 from synth.secrets import api_key_decrypt, api_key_encrypt, base_url_check
 

@@ -71,3 +71,34 @@ def test_migrations_match_the_models(tmp_path):
     result = run([sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"], DEBUG="1",
                  VAR_DIR=str(tmp_path))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_job_time_limits_and_the_visibility_timeout_fit_together():
+    """Every job task has a soft time limit of its kind and a hard one a margin later; the broker hands
+    an unacknowledged message to another worker only after the longest hard limit; a dead worker's job is
+    noticed (lease + check interval) well within two minutes by default."""
+    from annotate.tasks import import_job_run_task
+    from judges.tasks import judge_run_execute_task
+    from synth.tasks import synthesis_job_run_task
+    from training.tasks import training_job_run_task
+
+    tasks = {"import": import_job_run_task, "synthesis": synthesis_job_run_task, "judge": judge_run_execute_task,
+             "training": training_job_run_task}
+    assert set(tasks) == set(settings.JOB_TIME_LIMITS)
+    for kind, task in tasks.items():
+        assert task.acks_late and task.reject_on_worker_lost
+        assert task.soft_time_limit == settings.JOB_TIME_LIMITS[kind]
+        assert task.soft_time_limit < task.time_limit < settings.CELERY_BROKER_VISIBILITY_TIMEOUT
+    result = run("from django.conf import settings as s; import django; django.setup(); "
+                 "print(s.CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout'])",
+                 SECRET_KEY="k", CELERY_BROKER_URL="redis://127.0.0.1:6379/0")
+    assert int(result.stdout) == settings.CELERY_BROKER_VISIBILITY_TIMEOUT, result.stderr
+    assert settings.JOB_HEARTBEAT_SECONDS * 3 <= settings.JOB_LEASE_SECONDS  # a late beat or two is no death
+    assert settings.JOB_LEASE_SECONDS + settings.JOB_REAP_SECONDS <= 120
+
+
+def test_the_filesystem_broker_keeps_its_files_under_var(tmp_path):
+    result = run("from django.conf import settings as s; import django; django.setup(); "
+                 "print(s.CELERY_BROKER_TRANSPORT_OPTIONS['control_folder'])",
+                 SECRET_KEY="k", VAR_DIR=str(tmp_path))
+    assert result.stdout.strip() == str(tmp_path / "broker" / "control"), result.stderr

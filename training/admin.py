@@ -1,9 +1,12 @@
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
 from annotate.admin import JobAdmin
+from training.ml.registry import METHODS
 from training.models import DatasetSnapshot, TrainingJob
-from training.services import training_job_start
+from training.services import training_job_check, training_job_start
 
 
 @admin.register(DatasetSnapshot)
@@ -20,6 +23,32 @@ class DatasetSnapshotAdmin(admin.ModelAdmin):
         return False
 
 
+class TrainingJobForm(forms.ModelForm):
+    """Refuses a snapshot of the wrong kind for the method and hyper-parameters the method does not have."""
+
+    class Meta:
+        model = TrainingJob
+        fields = ["method", "base_endpoint", "snapshot", "hyperparameters"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if "hyperparameters" in self.fields:
+            self.fields["hyperparameters"].help_text = (
+                "Only what differs from the defaults. " + " ".join(
+                    f"{m.label} ({m.consumes} snapshots): {m.help()}." for m in METHODS.values()))
+
+    def clean(self):
+        data = super().clean()
+        if data.get("method") and data.get("snapshot") is not None and not self.errors.get("hyperparameters"):
+            try:
+                data["hyperparameters"] = training_job_check(method=data["method"], snapshot=data["snapshot"],
+                                                             hyperparameters=data.get("hyperparameters"))
+            except ValidationError as exc:
+                for field, messages_ in exc.message_dict.items():
+                    self.add_error(field if field in self.fields else None, messages_)
+        return data
+
+
 @admin.register(TrainingJob)
 class TrainingJobAdmin(JobAdmin):
     """Adding a job here starts it: it is queued on the training queue when saved. A failed or cancelled
@@ -28,6 +57,7 @@ class TrainingJobAdmin(JobAdmin):
     list_display = ["id", "method", "base_endpoint", "snapshot", "status", "progress", "total", "final_loss",
                     "result_endpoint"]
     list_filter = ["status", "method"]
+    form = TrainingJobForm
     readonly_fields = ["metrics", "log_tail", "artifact_path", "result_endpoint"]
     exclude = ["log"]
 

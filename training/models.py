@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import models
 
 from annotate.jobs import Job
+from training.ml.registry import method_choices
 
 
 class DatasetSnapshot(models.Model):
@@ -40,19 +41,18 @@ class DatasetSnapshot(models.Model):
 
 
 class TrainingJob(Job):
-    class Method(models.TextChoices):
-        DPO = "dpo", "DPO"
-
     task_name = "training.tasks.training_job_run_task"
     slug = "training"
     page_url_name = "training:datasets"
     project_path = "snapshot__project"
 
-    method = models.CharField(max_length=20, choices=Method.choices, default=Method.DPO)
+    # training.ml.registry: the script, the record kind it trains on and its config dataclass.
+    method = models.CharField(max_length=20, choices=method_choices, default="dpo")
     base_endpoint = models.ForeignKey("synth.ModelEndpoint", on_delete=models.PROTECT, related_name="training_jobs")
     snapshot = models.ForeignKey(DatasetSnapshot, on_delete=models.PROTECT, related_name="training_jobs")
-    hyperparameters = models.JSONField(default=dict, blank=True,
-                                       help_text='e.g. {"max_steps": 10, "beta": 0.1, "learning_rate": 5e-6}')
+    hyperparameters = models.JSONField(
+        default=dict, blank=True,
+        help_text='Only what differs from the method\'s defaults, e.g. {"max_steps": 100, "beta": 0.2}.')
     metrics = models.JSONField(default=list, blank=True, help_text="One entry per logged step.")
     log = models.TextField(blank=True)
     artifact_path = models.CharField(max_length=500, blank=True)

@@ -29,6 +29,7 @@ from prefdata.stats import aggregate_verdicts
 from prefdata.writers import EXPORT_FORMATS, dataset_bytes
 from synth.models import ModelEndpoint
 from synth.services import endpoint_model_dir
+from training.ml.registry import method_get
 from training.models import DatasetSnapshot, TrainingJob
 from training.step_exports import outcome_rows, prm800k_rows, stepwise_rows
 
@@ -142,14 +143,30 @@ def snapshot_path(*, snapshot: DatasetSnapshot) -> Path:
     return settings.MEDIA_ROOT / snapshot.file
 
 
-DEFAULT_DPO = {"max_steps": 10, "beta": 0.1, "learning_rate": 5e-6, "batch_size": 2, "max_length": 512}
+def training_job_check(*, method: str, snapshot: DatasetSnapshot, hyperparameters: object) -> dict:
+    """The job's hyper-parameters if the method exists, trains on the kind of rows the snapshot holds and
+    knows every hyper-parameter given (with a value of its type); else ValidationError naming the field."""
+    try:
+        spec = method_get(method)
+    except ValueError as exc:
+        raise ValidationError({"method": str(exc)}) from None
+    holds = EXPORT_FORMATS[snapshot.format].record if snapshot.format in EXPORT_FORMATS else None
+    if holds != spec.consumes:
+        raise ValidationError({"snapshot": f"{spec.label} trains on {spec.consumes} rows; snapshot {snapshot.name!r} "
+                                           f"holds {snapshot.get_format_display().lower()} rows"})
+    try:
+        return spec.hyperparameters_check(hyperparameters or {})
+    except ValueError as exc:
+        raise ValidationError({"hyperparameters": str(exc)}) from None
 
 
-def training_job_create(*, base_endpoint: ModelEndpoint, snapshot: DatasetSnapshot,
-                        method: str = TrainingJob.Method.DPO, hyperparameters: dict | None = None,
-                        start: bool = True) -> TrainingJob:
+def training_job_create(*, base_endpoint: ModelEndpoint, snapshot: DatasetSnapshot, method: str = "dpo",
+                        hyperparameters: dict | None = None, start: bool = True) -> TrainingJob:
+    """A training job of ``method`` on ``snapshot``, queued unless ``start`` is False. Only the given
+    hyper-parameters are stored; the method's config supplies the rest."""
+    hyperparameters = training_job_check(method=method, snapshot=snapshot, hyperparameters=hyperparameters)
     job = TrainingJob.objects.create(method=method, base_endpoint=base_endpoint, snapshot=snapshot,
-                                     hyperparameters={**DEFAULT_DPO, **(hyperparameters or {})})
+                                     hyperparameters=hyperparameters)
     if start:
         training_job_start(job=job)
     return job
@@ -189,8 +206,9 @@ def _training_work(job: TrainingJob, ctx: JobContext) -> None:
     config_path.write_text(text)
     note = f"--- attempt {job.attempt} on {job.worker} ---\n"
     job.log = (job.log + note) if job.log else note
-    ctx.progress(0, int(job.hyperparameters.get("max_steps") or 0))
-    _subprocess_run(job, ctx, [sys.executable, "-m", f"training.ml.{job.method}", "--config", str(config_path)])
+    spec = method_get(job.method)
+    ctx.progress(0, int(spec.effective(job.hyperparameters).get("max_steps") or 0))
+    _subprocess_run(job, ctx, [sys.executable, "-m", spec.script, "--config", str(config_path)])
     metrics_file = out / "metrics.jsonl"
     job.metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
     endpoint, _ = ModelEndpoint.objects.update_or_create(
@@ -250,4 +268,4 @@ def _subprocess_run(job: TrainingJob, ctx: JobContext, command: list[str]) -> No
         raise JobStopped(ctx.stop_reason)
     if code != 0:
         tail = "".join(lines[-15:])
-        raise JobFailed(f"training.ml.{job.method} exited with status {code}:\n{tail}")
+        raise JobFailed(f"{command[2]} exited with status {code}:\n{tail}")

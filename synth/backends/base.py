@@ -1,10 +1,9 @@
-"""The interface every model backend implements, and the per-process backend cache."""
+"""The interface every model backend implements: plain types, imported by the backends (never the
+other way round: ``synth.backends.loader`` picks and caches a backend)."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 Conversation = list[dict[str, str]]
@@ -33,45 +32,3 @@ class Backend(Protocol):
     def score(self, conversations: list[Conversation], candidates: list[list[str]]) -> list[list[float]]:
         """For each conversation, the summed log-probability of each candidate assistant reply prefix."""
         ...
-
-
-@dataclass
-class _Cache:
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    backends: dict[tuple, Backend] = field(default_factory=dict)
-
-
-_cache = _Cache()
-
-
-def backend_load(*, kind: str, path: str, base_url: str = "", dtype: str = "float32", device: str = "cpu",
-                 http: Callable[[], Backend] | None = None, version: object = None) -> Backend:
-    """Return the backend for these settings, loading the model at most once per process.
-
-    HTTP backends are built by ``http()`` (which holds the decrypted key and the cache); ``version``
-    changes when the endpoint's settings do, so an edited endpoint gets a fresh client.
-    """
-    key = (kind, path, base_url, dtype, device, version)
-    with _cache.lock:
-        backend = _cache.backends.get(key)
-        if backend is None:
-            if kind == "openai":
-                if http is None:
-                    raise ValueError("an HTTP endpoint needs its client factory")
-                backend = http()
-            else:
-                from synth.backends.local import TransformersBackend
-
-                model_dir = path
-                if kind == "gguf":
-                    from synth.backends.gguf import gguf_convert
-
-                    model_dir = str(gguf_convert(path))
-                backend = TransformersBackend(model_dir, dtype=dtype, device=device)
-            _cache.backends[key] = backend
-        return backend
-
-
-def backend_cache_clear() -> None:
-    with _cache.lock:
-        _cache.backends.clear()

@@ -9,7 +9,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 
-from synth.backends.base import Sampling, backend_cache_clear
+from synth.backends.base import Sampling
+from synth.backends.loader import backend_cache_clear
 from synth.backends.openai import EndpointError, OpenAIBackend
 from synth.models import CachedResponse, ModelEndpoint
 from synth.secrets import base_url_check

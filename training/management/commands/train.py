@@ -1,9 +1,11 @@
 import json
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from synth.models import ModelEndpoint
-from training.models import DatasetSnapshot, TrainingJob
+from training.ml.registry import METHODS
+from training.models import DatasetSnapshot
 from training.services import training_job_create, training_job_run
 
 
@@ -13,7 +15,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--snapshot", type=int, required=True, help="snapshot id")
         parser.add_argument("--endpoint", required=True, help="base model endpoint name")
-        parser.add_argument("--method", default="dpo", choices=TrainingJob.Method.values)
+        parser.add_argument("--method", default="dpo", choices=list(METHODS),
+                            help="; ".join(f"{m.name}: {m.label} on {m.consumes} rows" for m in METHODS.values()))
         parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                             help='hyper-parameter, e.g. --set max_steps=20 --set beta=0.1')
         parser.add_argument("--queue", action="store_true", help="queue on the training queue instead")
@@ -28,8 +31,11 @@ class Command(BaseCommand):
             base = ModelEndpoint.objects.get(name=endpoint)
         except (DatasetSnapshot.DoesNotExist, ModelEndpoint.DoesNotExist) as exc:
             raise CommandError(str(exc)) from None
-        job = training_job_create(base_endpoint=base, snapshot=snap, method=method, hyperparameters=hyper,
-                                  start=queue)
+        try:
+            job = training_job_create(base_endpoint=base, snapshot=snap, method=method, hyperparameters=hyper,
+                                      start=queue)
+        except ValidationError as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())) from None
         if queue:
             self.stdout.write(f"queued training job #{job.pk}")
             return
