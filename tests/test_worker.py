@@ -10,10 +10,8 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,6 +23,7 @@ from annotate.services import project_create, prompts_create
 from config.celery import app as celery_app
 from synth.models import SynthesisJob
 from synth.services import synthesis_job_create
+from tests.http_server import Server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -179,19 +178,26 @@ def _finished(model, pk: int):
     return check
 
 
+def deliver_twice_while_running(workers: Workers, task, model, pk: int, *, progress: int = 1):
+    """Queue ``task`` for the job, wait until a worker runs it, queue it again: the other worker must turn
+    the second delivery away while the first holds the lease."""
+    task.delay(pk)
+    running = wait_for(_running(model, pk, progress=progress), 120, "the job to start", workers)
+    task.delay(pk)
+    other = next(name for name in workers.processes if name != workers.name_of(running.worker))
+    wait_for(lambda: "not run here: running on" in workers.logs[other].read_text(), 60,
+             "the second delivery to be turned away", workers)
+    assert model.objects.get(pk=pk).status == "running"  # turned away while the job ran
+    return running
+
+
 def test_an_import_delivered_twice_while_it_runs_is_imported_once(workers, real_servers, tmp_path):
     from annotate.tasks import import_job_run_task
 
     workers.start("w1", FAST_LEASE)
     workers.start("w2", FAST_LEASE)
     job = _import_job(tmp_path, rows=150_000)
-    import_job_run_task.delay(job.pk)
-    running = wait_for(_running(ImportJob, job.pk), 60, "the import to start", workers)
-    import_job_run_task.delay(job.pk)  # the same message again, while the first run holds the lease
-    other = next(name for name in workers.processes if name != workers.name_of(running.worker))
-    wait_for(lambda: "not run here: running on" in workers.logs[other].read_text(), 60,
-             "the second delivery to be turned away", workers)
-    assert ImportJob.objects.get(pk=job.pk).status == "running"  # it was turned away while the import ran
+    deliver_twice_while_running(workers, import_job_run_task, ImportJob, job.pk, progress=0)
     job = wait_for(_finished(ImportJob, job.pk), 180, "the import to finish", workers)
     assert (job.status, job.items, job.attempt) == ("done", 150_000, 1), workers.log()
     assert Prompt.objects.filter(import_job=job).count() == 150_000
@@ -237,36 +243,6 @@ def test_killed_import_resumes_within_two_minutes_with_the_default_lease(workers
     assert job.status == "done" and Prompt.objects.filter(import_job=job).count() == 100_000
 
 
-class SlowJudgeServer:
-    """An OpenAI-compatible server that answers "[[A]]" after ``delay`` seconds, on 127.0.0.1."""
-
-    def __init__(self, delay: float) -> None:
-        self.requests = 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                self.rfile.read(int(self.headers["Content-Length"]))
-                outer.requests += 1
-                time.sleep(delay)
-                data = json.dumps({"choices": [{"message": {"content": "Verdict: [[A]]"}}],
-                                   "usage": {"prompt_tokens": 10, "completion_tokens": 3}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-
-
 @pytest.fixture
 def slow_judge_run():
     """A judge run over 40 pairs, each judged in both orders by a server that takes 0.15 s an answer."""
@@ -274,7 +250,7 @@ def slow_judge_run():
     from synth.models import ModelEndpoint
     from tests.factories import PairItemFactory
 
-    server = SlowJudgeServer(delay=0.15)
+    server = Server(reply=lambda n: "Verdict: [[A]]", delay=0.15)
     project = project_create(name="Judged")
     for _ in range(40):
         PairItemFactory(project=project)
@@ -292,12 +268,7 @@ def test_a_judge_run_delivered_twice_while_it_runs_judges_each_pair_once(workers
     workers.start("w1", FAST_LEASE)
     workers.start("w2", FAST_LEASE)
     run = slow_judge_run
-    judge_run_execute_task.delay(run.pk)
-    running = wait_for(_running(JudgeRun, run.pk, progress=1), 60, "the run to judge its first pairs", workers)
-    judge_run_execute_task.delay(run.pk)
-    other = next(name for name in workers.processes if name != workers.name_of(running.worker))
-    wait_for(lambda: "not run here: running on" in workers.logs[other].read_text(), 60,
-             "the second delivery to be turned away", workers)
+    deliver_twice_while_running(workers, judge_run_execute_task, JudgeRun, run.pk)
     run = wait_for(_finished(JudgeRun, run.pk), 120, "the run to finish", workers)
     assert (run.status, run.progress, run.total, run.attempt) == ("done", 40, 40, 1), workers.log()
     assert AIJudgment.objects.filter(run=run).count() == 40
@@ -377,12 +348,7 @@ def test_a_training_job_delivered_twice_while_it_runs_trains_once(workers, real_
 
     workers.start("w1", FAST_LEASE)
     workers.start("w2", FAST_LEASE)
-    training_job_run_task.delay(training_job.pk)
-    running = wait_for(_running(TrainingJob, training_job.pk, progress=1), 120, "training to start", workers)
-    training_job_run_task.delay(training_job.pk)
-    other = next(name for name in workers.processes if name != workers.name_of(running.worker))
-    wait_for(lambda: "not run here: running on" in workers.logs[other].read_text(), 60,
-             "the second delivery to be turned away", workers)
+    running = deliver_twice_while_running(workers, training_job_run_task, TrainingJob, training_job.pk)
     mine = {p.pid for p in workers.processes.values()}
     # One worker trains; the other started no trainer.
     assert set(_trainers(mine).values()) == {workers.processes[workers.name_of(running.worker)].pid}

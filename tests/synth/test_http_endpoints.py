@@ -1,9 +1,6 @@
 """HTTP endpoints: the key stays secret, hosts are allowlisted, failures are retried, answers cached."""
 
-import json
 import logging
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from django.core.exceptions import ValidationError
@@ -16,42 +13,9 @@ from synth.models import CachedResponse, ModelEndpoint
 from synth.secrets import base_url_check
 from synth.services import endpoint_api_key_set, endpoint_backend, endpoint_usage
 from tests.factories import UserFactory
+from tests.http_server import Server
 
 CANARY = "sk-canary-5f1e2d3c4b5a69788796a5b4c3d2e1f0"
-
-
-class Server:
-    """A scripted OpenAI-compatible server on 127.0.0.1: a queue of (status, headers, body) answers."""
-
-    def __init__(self):
-        self.requests, self.script = [], []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                outer.requests.append({"auth": self.headers.get("Authorization"), "body": body})
-                status, headers, payload = outer.script.pop(0) if outer.script else (200, {}, None)
-                if payload is None:
-                    payload = {"choices": [{"message": {"content": f"reply {len(outer.requests)}"}}] * body.get("n", 1),
-                               "usage": {"prompt_tokens": 10, "completion_tokens": 5}}
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}/v1"
-
-    def close(self):
-        self.httpd.shutdown()
 
 
 @pytest.fixture
