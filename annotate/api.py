@@ -350,6 +350,8 @@ class JobSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField()
     heartbeat_at = serializers.DateTimeField()
+    stale = serializers.BooleanField(source="is_stale", help_text="Running, but its worker stopped renewing its "
+                                                                  "lease: a live worker will resume it.")
     can_cancel = serializers.BooleanField()
     can_retry = serializers.BooleanField()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from django.db import models
+from django.utils import timezone
 
 
 class JobStatus(models.TextChoices):
@@ -64,6 +65,11 @@ class Job(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_stale(self) -> bool:
+        """RUNNING, but its worker stopped renewing the lease: the next check of a live worker resumes it."""
+        return self.status == JobStatus.RUNNING and (self.lease_until is None or self.lease_until < timezone.now())
 
     @property
     def can_cancel(self) -> bool:

@@ -231,3 +231,17 @@ def test_jobs_of_other_projects_and_annotators_are_refused(client, tmp_path, set
     assert client.get(reverse("api_job_detail", args=[other.project.pk, "nonsense", job.pk])).status_code == 404
     job.refresh_from_db()
     assert job.status == "queued"
+
+
+def test_a_running_job_whose_worker_went_silent_says_so(client, researcher, tmp_path, settings):
+    job = import_job(researcher.project, tmp_path, settings)
+    now = timezone.now()
+    ImportJob.objects.filter(pk=job.pk).update(status="running", lease_token="x", heartbeat_at=now - timedelta(
+        minutes=3), lease_until=now - timedelta(minutes=2))
+    page = client.get(reverse("annotate:import", args=[researcher.project.pk])).content.decode()
+    assert "worker silent for 3" in page
+    detail = client.get(reverse("api_job_detail", args=[researcher.project.pk, "imports", job.pk])).json()
+    assert detail["stale"] is True and detail["status"] == "running"
+    ImportJob.objects.filter(pk=job.pk).update(lease_until=now + timedelta(seconds=30))
+    assert client.get(reverse("api_job_detail", args=[researcher.project.pk, "imports", job.pk])).json()[
+        "stale"] is False
