@@ -322,6 +322,9 @@ def _trainers(parent_pids: set[int] | None = None) -> dict[int, int]:
     return found
 
 
+STEPS = 100  # a few seconds of training on the tiny model: time enough to kill its worker half-way
+
+
 @pytest.fixture
 def training_job(tiny_endpoint):
     from tests.factories import PairLabelFactory
@@ -335,7 +338,7 @@ def training_job(tiny_endpoint):
         PairLabelFactory(item=PairItemFactory(project=project), verdict="A" if i % 2 else "B")
     snapshot = snapshot_create(project=project, source="human")
     return TrainingJob.objects.create(base_endpoint=tiny_endpoint, snapshot=snapshot, hyperparameters={
-        "max_steps": 60, "save_steps": 5, "max_length": 64, "batch_size": 2})
+        "max_steps": STEPS, "save_steps": 5, "max_length": 64, "batch_size": 2})
 
 
 def _steps_logged(job) -> list[int]:
@@ -353,8 +356,8 @@ def test_a_training_job_delivered_twice_while_it_runs_trains_once(workers, real_
     # One worker trains; the other started no trainer.
     assert set(_trainers(mine).values()) == {workers.processes[workers.name_of(running.worker)].pid}
     job = wait_for(_finished(TrainingJob, training_job.pk), 300, "training to finish", workers)
-    assert (job.status, job.attempt, job.progress) == ("done", 1, 60), f"{job.error}\n{workers.log()}"
-    assert _steps_logged(job) == list(range(1, 61))
+    assert (job.status, job.attempt, job.progress) == ("done", 1, STEPS), f"{job.error}\n{workers.log()}"
+    assert _steps_logged(job) == list(range(1, STEPS + 1))
 
 
 def test_a_killed_training_job_resumes_from_its_checkpoint_and_leaves_no_trainer(workers, real_servers,
@@ -378,12 +381,12 @@ def test_a_killed_training_job_resumes_from_its_checkpoint_and_leaves_no_trainer
     # The trainer dies with its worker (the kernel tells it, or it sees its parent go).
     wait_for(lambda: not _trainers({victim_pid}), 10, "the killed worker's trainer to exit")
     job = wait_for(_finished(TrainingJob, training_job.pk), 300, "training to be resumed and finish", workers)
-    assert (job.status, job.attempt, job.progress) == ("done", 2, 60), f"{job.error}\n{workers.log()}"
+    assert (job.status, job.attempt, job.progress) == ("done", 2, STEPS), f"{job.error}\n{workers.log()}"
     assert workers.name_of(job.worker) != victim
     resumed = re.search(r'"event": "resume", "checkpoint": "[^"]+checkpoint-(\d+)", "step": (\d+)', job.log)
     assert resumed and int(resumed.group(2)) >= 10, job.log[-3000:]
     # Every step logged once: the metrics after the checkpoint were dropped and logged again.
-    assert _steps_logged(job) == list(range(1, 61))
+    assert _steps_logged(job) == list(range(1, STEPS + 1))
     assert not checkpoint.exists() and job.result_endpoint is not None
     assert not _trainers({p.pid for p in workers.processes.values()})
 
@@ -394,11 +397,14 @@ def test_cancelling_a_training_job_stops_its_trainer(workers, real_servers, trai
     from training.tasks import training_job_run_task
 
     process = workers.start("w1", FAST_LEASE)
+    # Long enough that it cannot finish before the cancellation reaches it.
+    TrainingJob.objects.filter(pk=training_job.pk).update(hyperparameters={
+        **training_job.hyperparameters, "max_steps": 5000, "save_steps": 1000})
     training_job_run_task.delay(training_job.pk)
     running = wait_for(_running(TrainingJob, training_job.pk, progress=2), 180, "training to start", workers)
     assert _trainers({process.pid})
     job_cancel(job=running)
     wait_for(lambda: not _trainers({process.pid}), 20, "the trainer to be stopped", workers)
     job = TrainingJob.objects.get(pk=training_job.pk)
-    assert job.status == "cancelled" and job.progress < 60
+    assert job.status == "cancelled" and job.progress < 5000 and job.result_endpoint is None
     assert process.poll() is None  # the worker itself goes on

@@ -209,6 +209,7 @@ def _training_work(job: TrainingJob, ctx: JobContext) -> None:
     spec = method_get(job.method)
     ctx.progress(0, int(spec.effective(job.hyperparameters).get("max_steps") or 0))
     _subprocess_run(job, ctx, [sys.executable, "-m", spec.script, "--config", str(config_path)])
+    ctx.check()  # cancelled as the trainer finished: no model is registered
     metrics_file = out / "metrics.jsonl"
     job.metrics = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
     endpoint, _ = ModelEndpoint.objects.update_or_create(
