@@ -33,12 +33,36 @@ def api_key_decrypt(token: str) -> str:
     return _fernet().decrypt(token.encode()).decode() if token else ""
 
 
+def _allowed_entry(entry: str) -> tuple[str, int | None]:
+    """(host, port or None) of an ``ENDPOINT_ALLOWED_HOSTS`` entry: ``host``, ``.domain``, ``host:port``,
+    ``[ipv6]`` or ``[ipv6]:port``."""
+    entry = entry.strip().lower()
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif entry.count(":") == 1:
+        host, port = entry.split(":")
+    else:
+        host, port = entry, ""
+    return host, int(port) if port.isdigit() else None
+
+
 def base_url_check(url: str) -> None:
-    """Raise ValidationError unless ``url`` is http(s) to an allowed host."""
+    """Raise ValidationError unless ``url`` is http(s) to an allowed host (and, where the entry names one,
+    to that port only: ``127.0.0.1:8001`` allows that port of that host and no other)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
         raise ValidationError({"base_url": "must start with http:// or https://"})
     host = (parts.hostname or "").lower()
-    allowed = [h.lower() for h in settings.ENDPOINT_ALLOWED_HOSTS]
-    if not any(host == a or (a.startswith(".") and host.endswith(a)) for a in allowed):
-        raise ValidationError({"base_url": f"host {host!r} is not in ENDPOINT_ALLOWED_HOSTS ({', '.join(allowed)})"})
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        raise ValidationError({"base_url": "the port is not a number from 0 to 65535"}) from None
+    allowed = settings.ENDPOINT_ALLOWED_HOSTS
+    for entry in allowed:
+        allowed_host, allowed_port = _allowed_entry(entry)
+        host_ok = host == allowed_host or (allowed_host.startswith(".") and host.endswith(allowed_host))
+        if host_ok and allowed_port in (None, port):
+            return
+    raise ValidationError(
+        {"base_url": f"{host}:{port} is not allowed by ENDPOINT_ALLOWED_HOSTS ({', '.join(allowed)})"})

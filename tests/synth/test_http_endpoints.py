@@ -96,6 +96,29 @@ def test_allowlist_can_admit_a_domain(settings):
         base_url_check("https://example.org.evil.net/v1")
 
 
+@pytest.mark.parametrize("allowed, url, ok", [
+    ("127.0.0.1:8001", "http://127.0.0.1:8001/v1", True),
+    ("127.0.0.1:8001", "http://127.0.0.1:8002/v1", False),  # the entry's port only
+    ("127.0.0.1:8001", "http://127.0.0.1/v1", False),  # port 80
+    ("127.0.0.1", "http://127.0.0.1:6379/", True),  # no port in the entry: any port
+    ("api.example.org:443", "https://api.example.org/v1", True),  # https's default port
+    ("api.example.org:443", "http://api.example.org/v1", False),
+    (".example.org:8443", "https://a.example.org:8443/v1", True),
+    (".example.org:8443", "https://a.example.org:9443/v1", False),
+    ("[::1]:8000", "http://[::1]:8000/v1", True),
+    ("[::1]:8000", "http://[::1]:8001/v1", False),
+    ("::1", "http://[::1]:5/v1", True),
+    ("localhost:8000", "http://localhost:99999/v1", False),  # not a port
+])
+def test_an_allowed_host_with_a_port_admits_that_port_only(settings, allowed, url, ok):
+    settings.ENDPOINT_ALLOWED_HOSTS = [allowed]
+    if ok:
+        base_url_check(url)
+    else:
+        with pytest.raises(ValidationError):
+            base_url_check(url)
+
+
 def test_redirects_are_not_followed(server):
     server.script = [(302, {"Location": "http://169.254.169.254/"}, {})]
     client = OpenAIBackend(base_url=server.url, model="m", max_retries=0)
