@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict
 
-from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import MultiPartParser
@@ -16,13 +16,25 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotate import hotpath
+from annotate.api_fields import (
+    CriteriaNamesField,
+    CriteriaVerdictsField,
+    StrictBooleanField,
+    StrictCharField,
+    StrictChoiceField,
+    StrictFloatField,
+    StrictIntegerField,
+    not_blank,
+)
 from annotate.imports import import_job_create, import_job_progress
 from annotate.job_lifecycle import job_cancel, job_retry
 from annotate.labels import (
     CORRECTED_STEP_MAX_LENGTH,
     PAIR_LABEL_ANSWER_FIELDS,
     RATIONALE_MAX_LENGTH,
+    STEP_INDEX_MAX,
     TIME_SPENT_MAX_MS,
+    ShownOrder,
     Strength,
     presentation_order,
 )
@@ -38,6 +50,9 @@ from annotate.selectors import (
     step_item_get_in_project,
 )
 from annotate.services import (
+    LEASE_MINUTES_MAX,
+    OVERLAP_MAX,
+    PROJECT_NAME_MAX_LENGTH,
     item_lease_next,
     item_skip,
     pair_item_adjudicate,
@@ -50,11 +65,34 @@ from prefdata.readers import formats_for
 
 
 class ProjectSerializer(serializers.ModelSerializer):
+    """A project's settings, with the bounds ``annotate.services.project_settings_clean`` checks."""
+
+    name = StrictCharField(max_length=PROJECT_NAME_MAX_LENGTH, validators=[not_blank])
+    guidelines = StrictCharField(required=False, allow_blank=True, trim_whitespace=False, default="")
+    task_kind = StrictChoiceField(choices=Project.TaskKind.choices, default=Project.TaskKind.PAIRWISE,
+                                  help_text="Fixed once the project has items.")
+    overlap = StrictIntegerField(min_value=1, max_value=OVERLAP_MAX, default=1, help_text="Labels needed per item (k).")
+    criteria = CriteriaNamesField(required=False, default=list)
+    gold_rate = StrictFloatField(min_value=0, max_value=1, default=0.0,
+                                 help_text="Share of served items that are gold (honeypot) items.")
+    lease_minutes = StrictIntegerField(min_value=1, max_value=LEASE_MINUTES_MAX, default=30,
+                                       help_text="An unanswered item returns after this long.")
+    prioritize_disagreements = StrictBooleanField(
+        default=False, help_text="Serve first the pairs whose AI judgments disagree or flip with the order.")
+
     class Meta:
         model = Project
         fields = ["id", "name", "guidelines", "task_kind", "overlap", "criteria", "gold_rate", "lease_minutes",
                   "prioritize_disagreements", "created_at"]
         read_only_fields = ["id", "created_at"]
+
+
+class ProjectDetailSerializer(ProjectSerializer):
+    stats = serializers.DictField(child=serializers.IntegerField(), read_only=True,
+                                  help_text="Counts: items, gold, slots, open_slots, labels, prompts, mine.")
+
+    class Meta(ProjectSerializer.Meta):
+        fields = [*ProjectSerializer.Meta.fields, "stats"]
 
 
 class PairItemSerializer(serializers.ModelSerializer):
@@ -68,18 +106,20 @@ class PairItemSerializer(serializers.ModelSerializer):
 
 
 class NextItemSerializer(PairItemSerializer):
-    shown_order = serializers.CharField(help_text="AB: show A on the left; BA: show B on the left.")
+    shown_order = serializers.ChoiceField(choices=ShownOrder.choices,
+                                          help_text="AB: show A on the left; BA: show B on the left.")
 
     class Meta(PairItemSerializer.Meta):
         fields = [*PairItemSerializer.Meta.fields, "shown_order"]
 
 
 class PairLabelInSerializer(serializers.Serializer):
-    verdict = serializers.ChoiceField(choices=Verdict.choices, help_text="About the stored responses A and B.")
-    strength = serializers.ChoiceField(choices=Strength.choices, required=False, allow_null=True)
-    rationale = serializers.CharField(required=False, allow_blank=True, max_length=RATIONALE_MAX_LENGTH, default="")
-    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0, max_value=TIME_SPENT_MAX_MS)
-    criteria = serializers.DictField(child=serializers.ChoiceField(choices=Verdict.choices), required=False)
+    verdict = StrictChoiceField(choices=Verdict.choices, help_text="About the stored responses A and B.")
+    strength = StrictChoiceField(choices=Strength.choices, required=False, allow_null=True,
+                                 help_text="Only with a verdict of A or B (dropped otherwise).")
+    rationale = StrictCharField(required=False, allow_blank=True, max_length=RATIONALE_MAX_LENGTH, default="")
+    time_spent_ms = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=TIME_SPENT_MAX_MS)
+    criteria = CriteriaVerdictsField(required=False)
 
 
 class PairLabelSerializer(serializers.ModelSerializer):
@@ -88,7 +128,8 @@ class PairLabelSerializer(serializers.ModelSerializer):
         fields = list(PAIR_LABEL_ANSWER_FIELDS)
 
 
-@extend_schema(responses=ProjectSerializer(many=True), request=ProjectSerializer)
+@extend_schema(methods=["GET"], responses=ProjectSerializer(many=True))
+@extend_schema(methods=["POST"], request=ProjectSerializer, responses={201: ProjectSerializer})
 @api_view(["GET", "POST"])
 def project_list(request: Request) -> Response:
     """Your projects; POST creates one, with you as its researcher."""
@@ -100,7 +141,8 @@ def project_list(request: Request) -> Response:
     return Response(ProjectSerializer(project_list_for_user(user=request.user), many=True).data)
 
 
-@extend_schema(responses=ProjectSerializer, request=ProjectSerializer)
+@extend_schema(methods=["GET"], responses=ProjectDetailSerializer)
+@extend_schema(methods=["PATCH"], request=ProjectSerializer, responses=ProjectDetailSerializer)
 @api_view(["GET", "PATCH"])
 def project_detail(request: Request, project_id: int) -> Response:
     """A project and its counts; researchers may PATCH its settings."""
@@ -111,11 +153,15 @@ def project_detail(request: Request, project_id: int) -> Response:
         project = project_update(project=project, **data.validated_data)
     else:
         project = project_get_for_user(user=request.user, project_id=project_id)
-    return Response({**ProjectSerializer(project).data, "stats": project_stats(project=project, user=request.user)})
+    project.stats = project_stats(project=project, user=request.user)
+    return Response(ProjectDetailSerializer(project).data)
 
 
 class StepItemSerializer(serializers.ModelSerializer):
     messages = serializers.JSONField(source="prompt.messages")
+    # Left out when the project hides them from annotators.
+    reference_answer = serializers.CharField(required=False)
+    ground_truth_solution = serializers.CharField(required=False)
 
     class Meta:
         model = StepItem
@@ -127,6 +173,14 @@ class StepItemSerializer(serializers.ModelSerializer):
             data.pop("reference_answer")
             data.pop("ground_truth_solution")
         return data
+
+
+class StepNextItemSerializer(StepItemSerializer):
+    mode = serializers.ChoiceField(choices=Project.StepMode.choices, source="project.step_mode",
+                                   help_text="rate_all: rate every step; first_error: stop at the first -1.")
+
+    class Meta(StepItemSerializer.Meta):
+        fields = [*StepItemSerializer.Meta.fields, "mode"]
 
 
 class _HotPath:
@@ -143,7 +197,10 @@ class _HotPath:
 class NextItem(_HotPath, APIView):
     hot = staticmethod(hotpath.pair_next)
 
-    @extend_schema(responses={200: NextItemSerializer, 204: OpenApiResponse(description="Nothing left to label.")})
+    @extend_schema(responses={
+        200: PolymorphicProxySerializer(component_name="NextItemOrSolution", many=False, resource_type_field_name=None,
+                                        serializers=[NextItemSerializer, StepNextItemSerializer]),
+        204: OpenApiResponse(description="Nothing left to label.")})
     def get(self, request: Request, project_id: int) -> Response:
         """Lease the next item to label: a pair (with the side order to show it in) or, in a steps
         project, a solution to rate step by step."""
@@ -153,7 +210,7 @@ class NextItem(_HotPath, APIView):
             return Response(status=status.HTTP_204_NO_CONTENT)
         if isinstance(item, StepItem):
             item.project = project
-            return Response({**StepItemSerializer(item).data, "mode": project.step_mode})
+            return Response(StepNextItemSerializer(item).data)
         item.shown_order = presentation_order(user_id=request.user.pk, item_id=item.pk)
         return Response(NextItemSerializer(item).data)
 
@@ -162,14 +219,16 @@ next_item = NextItem.as_view()
 
 
 class StepLabelInSerializer(serializers.Serializer):
-    ratings = serializers.ListField(child=serializers.IntegerField(allow_null=True, min_value=-1, max_value=1))
-    finish_reason = serializers.ChoiceField(choices=StepLabel.FinishReason.choices, default="solution")
-    outcome = serializers.ChoiceField(choices=StepLabel.Outcome.choices, default="", allow_blank=True)
-    flags = serializers.ListField(child=serializers.IntegerField(min_value=0), default=list)
-    corrected_step_index = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    corrected_step = serializers.CharField(required=False, allow_blank=True, default="",
-                                           max_length=CORRECTED_STEP_MAX_LENGTH)
-    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+    ratings = serializers.ListField(child=StrictIntegerField(allow_null=True, min_value=-1, max_value=1),
+                                    help_text="One per step: 1, 0, -1, or null (not labeled).")
+    finish_reason = StrictChoiceField(choices=StepLabel.FinishReason.choices, default="solution")
+    outcome = StrictChoiceField(choices=StepLabel.Outcome.choices, default="", allow_blank=True)
+    flags = serializers.ListField(child=StrictIntegerField(min_value=0, max_value=STEP_INDEX_MAX), default=list,
+                                  help_text="Steps flagged for a second look (their indexes).")
+    corrected_step_index = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=STEP_INDEX_MAX)
+    corrected_step = StrictCharField(required=False, allow_blank=True, default="",
+                                     max_length=CORRECTED_STEP_MAX_LENGTH)
+    time_spent_ms = StrictIntegerField(required=False, allow_null=True, min_value=0, max_value=TIME_SPENT_MAX_MS)
 
 
 class StepLabelSerializer(serializers.ModelSerializer):
@@ -186,10 +245,7 @@ def step_label_submit_api(request: Request, project_id: int, item_id: int) -> Re
     item = step_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
     data = StepLabelInSerializer(data=request.data)
     data.is_valid(raise_exception=True)
-    try:
-        label = step_label_submit(item=item, annotator=request.user, **data.validated_data)
-    except ValidationError as exc:
-        return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+    label = step_label_submit(item=item, annotator=request.user, **data.validated_data)
     return Response(StepLabelSerializer(label).data, status=status.HTTP_201_CREATED)
 
 
@@ -214,12 +270,9 @@ class LabelSubmit(_HotPath, APIView):
         item = _item_in_project(request, project_id, item_id)
         data = PairLabelInSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            label = pair_label_submit(item=item, annotator=request.user,
-                                      shown_order=presentation_order(user_id=request.user.pk, item_id=item.pk),
-                                      **data.validated_data)
-        except ValidationError as exc:
-            return Response(exc.message_dict, status=status.HTTP_400_BAD_REQUEST)
+        label = pair_label_submit(item=item, annotator=request.user,
+                                  shown_order=presentation_order(user_id=request.user.pk, item_id=item.pk),
+                                  **data.validated_data)
         return Response(PairLabelSerializer(label).data, status=status.HTTP_201_CREATED)
 
 
@@ -286,7 +339,7 @@ def import_detail(request: Request, project_id: int, job_id: int) -> Response:
     return Response(ImportJobSerializer(job).data)
 
 
-@extend_schema(responses=dict)
+@extend_schema(responses={200: OpenApiTypes.OBJECT})
 @api_view(["GET"])
 def quality(request: Request, project_id: int) -> Response:
     """Researchers: agreement (Krippendorff's alpha, Fleiss' kappa) and per-annotator figures."""
@@ -297,8 +350,16 @@ def quality(request: Request, project_id: int) -> Response:
 
 
 class AdjudicateSerializer(serializers.Serializer):
-    verdict = serializers.ChoiceField(choices=Verdict.choices)
-    strength = serializers.ChoiceField(choices=Strength.choices, required=False, allow_null=True)
+    verdict = StrictChoiceField(choices=Verdict.choices)
+    strength = StrictChoiceField(choices=Strength.choices, required=False, allow_null=True)
+
+
+class AdjudicatedItemSerializer(PairItemSerializer):
+    final_verdict = serializers.ChoiceField(choices=Verdict.choices)
+    final_strength = serializers.ChoiceField(choices=Strength.choices, allow_null=True)
+
+    class Meta(PairItemSerializer.Meta):
+        fields = [*PairItemSerializer.Meta.fields, "final_verdict", "final_strength"]
 
 
 class DisputeSerializer(serializers.Serializer):
@@ -319,7 +380,7 @@ def disputes(request: Request, project_id: int) -> Response:
     return Response(DisputeSerializer(disputed_items(project=project), many=True).data)
 
 
-@extend_schema(request=AdjudicateSerializer, responses=PairItemSerializer)
+@extend_schema(request=AdjudicateSerializer, responses=AdjudicatedItemSerializer)
 @api_view(["POST"])
 def adjudicate(request: Request, project_id: int, item_id: int) -> Response:
     """Researchers: set a pair's final verdict."""
@@ -328,8 +389,7 @@ def adjudicate(request: Request, project_id: int, item_id: int) -> Response:
     data = AdjudicateSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     item = pair_item_adjudicate(item=item, reviewer=request.user, **data.validated_data)
-    return Response({**PairItemSerializer(item).data, "final_verdict": item.final_verdict,
-                     "final_strength": item.final_strength})
+    return Response(AdjudicatedItemSerializer(item).data)
 
 
 class JobSerializer(serializers.Serializer):
@@ -347,9 +407,9 @@ class JobSerializer(serializers.Serializer):
     max_attempts = serializers.IntegerField()
     worker = serializers.CharField()
     created_at = serializers.DateTimeField()
-    started_at = serializers.DateTimeField()
-    finished_at = serializers.DateTimeField()
-    heartbeat_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    heartbeat_at = serializers.DateTimeField(allow_null=True)
     stale = serializers.BooleanField(source="is_stale", help_text="Running, but its worker stopped renewing its "
                                                                   "lease: a live worker will resume it.")
     can_cancel = serializers.BooleanField()

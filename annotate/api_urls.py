@@ -2,6 +2,7 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.authtoken.views import obtain_auth_token
 
+import annotate.api_errors  # noqa: F401 (registers the <id:...> path converter)
 from annotate import api
 
 urlpatterns = [
@@ -9,22 +10,22 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
     path("token/", obtain_auth_token, name="api_token"),
     path("projects/", api.project_list, name="api_project_list"),
-    path("projects/<int:project_id>/", api.project_detail, name="api_project_detail"),
-    path("projects/<int:project_id>/next/", api.next_item, name="api_next_item"),
-    path("projects/<int:project_id>/labels/mine/", api.my_labels, name="api_my_labels"),
-    path("projects/<int:project_id>/items/<int:item_id>/label/", api.label_submit, name="api_label_submit"),
-    path("projects/<int:project_id>/items/<int:item_id>/skip/", api.pair_skip, name="api_item_skip"),
-    path("projects/<int:project_id>/solutions/<int:item_id>/label/", api.step_label_submit_api,
+    path("projects/<id:project_id>/", api.project_detail, name="api_project_detail"),
+    path("projects/<id:project_id>/next/", api.next_item, name="api_next_item"),
+    path("projects/<id:project_id>/labels/mine/", api.my_labels, name="api_my_labels"),
+    path("projects/<id:project_id>/items/<id:item_id>/label/", api.label_submit, name="api_label_submit"),
+    path("projects/<id:project_id>/items/<id:item_id>/skip/", api.pair_skip, name="api_item_skip"),
+    path("projects/<id:project_id>/solutions/<id:item_id>/label/", api.step_label_submit_api,
          name="api_step_label_submit"),
-    path("projects/<int:project_id>/solutions/<int:item_id>/skip/", api.step_skip_api, name="api_step_skip"),
-    path("projects/<int:project_id>/imports/", api.imports, name="api_imports"),
-    path("projects/<int:project_id>/quality/", api.quality, name="api_quality"),
-    path("projects/<int:project_id>/disputes/", api.disputes, name="api_disputes"),
-    path("projects/<int:project_id>/items/<int:item_id>/adjudicate/", api.adjudicate, name="api_adjudicate"),
-    path("projects/<int:project_id>/imports/<int:job_id>/", api.import_detail, name="api_import_detail"),
-    path("projects/<int:project_id>/jobs/", api.jobs, name="api_jobs"),
-    path("projects/<int:project_id>/jobs/<slug:slug>/<int:job_id>/", api.job_detail, name="api_job_detail"),
-    path("projects/<int:project_id>/jobs/<slug:slug>/<int:job_id>/cancel/", api.job_cancel_api,
+    path("projects/<id:project_id>/solutions/<id:item_id>/skip/", api.step_skip_api, name="api_step_skip"),
+    path("projects/<id:project_id>/imports/", api.imports, name="api_imports"),
+    path("projects/<id:project_id>/quality/", api.quality, name="api_quality"),
+    path("projects/<id:project_id>/disputes/", api.disputes, name="api_disputes"),
+    path("projects/<id:project_id>/items/<id:item_id>/adjudicate/", api.adjudicate, name="api_adjudicate"),
+    path("projects/<id:project_id>/imports/<id:job_id>/", api.import_detail, name="api_import_detail"),
+    path("projects/<id:project_id>/jobs/", api.jobs, name="api_jobs"),
+    path("projects/<id:project_id>/jobs/<slug:slug>/<id:job_id>/", api.job_detail, name="api_job_detail"),
+    path("projects/<id:project_id>/jobs/<slug:slug>/<id:job_id>/cancel/", api.job_cancel_api,
          name="api_job_cancel"),
-    path("projects/<int:project_id>/jobs/<slug:slug>/<int:job_id>/retry/", api.job_retry_api, name="api_job_retry"),
+    path("projects/<id:project_id>/jobs/<slug:slug>/<id:job_id>/retry/", api.job_retry_api, name="api_job_retry"),
 ]

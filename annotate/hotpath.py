@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
+from django.core.exceptions import RequestDataTooBig, ValidationError
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.fields import DateTimeField
 
+from annotate.api_errors import token_key_valid
 from annotate.labels import PAIR_LABEL_ANSWER_FIELDS, pair_label_clean, presentation_order
 from annotate.models import ItemSkip, ItemSlot, Membership, PairItem, PairLabel, Project, Prompt
 
@@ -147,8 +148,8 @@ def _token(request: HttpRequest) -> str | None:
     """The key of an ``Authorization: Token <key>`` header (DRF's TokenAuthentication), or None."""
     header = request.META.get("HTTP_AUTHORIZATION", "")
     keyword, _, key = header.partition(" ")
-    if keyword != "Token" or not key or " " in key:
-        return None
+    if keyword != "Token" or not token_key_valid(key):
+        return None  # DRF answers (401 for a key no token has: a NUL byte would be PostgreSQL's error)
     return key
 
 
@@ -234,9 +235,9 @@ def _label_fields(request: HttpRequest, criteria_allowed: list) -> dict | None:
         return None
     try:
         body = json.loads(request.body)
-    except ValueError:
-        return None
-    if not isinstance(body, dict):
+    except (ValueError, RecursionError, RequestDataTooBig):
+        return None  # DRF's parser words it: 400, or 413 past DATA_UPLOAD_MAX_MEMORY_SIZE
+    if not isinstance(body, dict) or ("criteria" in body and body["criteria"] is None):
         return None
     try:
         values = pair_label_clean(verdict=body.get("verdict"), strength=body.get("strength"),

@@ -43,6 +43,10 @@ DECISIVE = frozenset((Verdict.A, Verdict.B))
 RATIONALE_MAX_LENGTH = 5000
 TIME_SPENT_MAX_MS = 2**31 - 1  # what the column holds
 CORRECTED_STEP_MAX_LENGTH = 20000
+STEP_INDEX_MAX = 2**15 - 1  # a step's index (flags, the corrected step): what corrected_step_index holds
+# A project's criteria: a short list of distinct names, each judged like the overall verdict.
+CRITERIA_MAX = 20
+CRITERION_MAX_LENGTH = 100
 
 # The answer to a stored pair label, in this order (the API's serializer and the hot path).
 PAIR_LABEL_ANSWER_FIELDS = ("id", "item", "verdict", "strength", "rationale", "criteria", "shown_order",
@@ -88,6 +92,29 @@ def _time_check(value: object) -> int | None:
     return value
 
 
+def criteria_clean(value: object) -> list[str]:
+    """A project's criteria: a list of at most ``CRITERIA_MAX`` distinct non-empty names (stripped), or
+    ValidationError. Labels answer them with ``{name: verdict}``."""
+    if not isinstance(value, list):
+        raise ValidationError({"criteria": "expected a list of names, e.g. [\"helpfulness\", \"harmlessness\"]"})
+    if len(value) > CRITERIA_MAX:
+        raise ValidationError({"criteria": f"at most {CRITERIA_MAX} criteria ({len(value)} given)"})
+    names = [_text_check(name, "criteria", CRITERION_MAX_LENGTH) for name in value]
+    if not all(names):
+        raise ValidationError({"criteria": "a criterion needs a name"})
+    if len(set(names)) != len(names):
+        raise ValidationError({"criteria": "each criterion is named once"})
+    return names
+
+
+def criteria_names(value: object) -> list[str]:
+    """The criteria a label may answer: the project's, or none when what is stored is not a list of names
+    (a row written before ``criteria_clean`` checked it must not break every label)."""
+    if isinstance(value, list) and all(isinstance(name, str) for name in value):
+        return value
+    return []
+
+
 def pair_label_clean(*, verdict: object, strength: object = None, rationale: object = "",
                      time_spent_ms: object = None, criteria: object = None,
                      project_criteria: Sequence[str] = ()) -> PairLabelValues:
@@ -103,9 +130,10 @@ def pair_label_clean(*, verdict: object, strength: object = None, rationale: obj
     if verdict not in DECISIVE:
         strength = None
     clean_criteria: dict[str, str] = {}
+    if criteria is not None and not isinstance(criteria, Mapping):
+        raise ValidationError({"criteria": "expected an object {criterion: verdict}"})
     if criteria:
-        if not isinstance(criteria, Mapping):
-            raise ValidationError({"criteria": "expected an object {criterion: verdict}"})
+        project_criteria = criteria_names(project_criteria)
         unknown = sorted(set(criteria) - set(project_criteria))
         if unknown:
             raise ValidationError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
@@ -26,16 +27,18 @@ def project_role_for_user(*, project: Project, user: User) -> str | None:
 
 
 def project_get_for_user(*, user: User, project_id: int, role: str | None = None) -> Project:
-    """The project if the user is a member (with ``role`` when given), else 404.
+    """The project if the user is a member with ``role`` (when given); a stranger gets 404, a member who
+    lacks the role 403.
 
-    A 404 rather than a 403, so that a stranger cannot probe which projects exist.
+    A 404 rather than a 403 for a stranger, so that nobody can probe which projects exist; a member
+    knows the project exists, and is told what they lack.
     """
     try:
         project = project_list_for_user(user=user).get(pk=project_id)
-    except (Project.DoesNotExist, ValueError, TypeError):
+    except (Project.DoesNotExist, ValueError, TypeError, OverflowError):
         raise Http404("No such project.") from None
     if role is not None and project_role_for_user(project=project, user=user) != role:
-        raise Http404("No such project.")
+        raise PermissionDenied(f"Only a {Membership.Role(role).label.lower()} of this project may do this.")
     return project
 
 
@@ -46,7 +49,7 @@ def pair_item_get_in_project(*, user: User, project_id: int, item_id: int) -> Pa
         items = items.filter(project__memberships__user=user)
     try:
         return items.get()
-    except (PairItem.DoesNotExist, ValueError, TypeError):
+    except (PairItem.DoesNotExist, ValueError, TypeError, OverflowError):
         raise Http404("No such item.") from None
 
 
@@ -102,7 +105,7 @@ def step_item_get_in_project(*, user: User, project_id: int, item_id: int) -> St
         items = items.filter(project__memberships__user=user)
     try:
         return items.get()
-    except (StepItem.DoesNotExist, ValueError, TypeError):
+    except (StepItem.DoesNotExist, ValueError, TypeError, OverflowError):
         raise Http404("No such solution.") from None
 
 

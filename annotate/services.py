@@ -13,7 +13,13 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
-from annotate.labels import ShownOrder, corrected_step_check, pair_label_clean, time_spent_check
+from annotate.labels import (
+    ShownOrder,
+    corrected_step_check,
+    criteria_clean,
+    pair_label_clean,
+    time_spent_check,
+)
 from annotate.models import (
     Completion,
     ItemSkip,
@@ -29,11 +35,77 @@ from annotate.models import (
 from prefdata.records import STEP_RATINGS, conversation_validate, text_clean
 from prefdata.steps import finish_reason_for, first_error, ratings_stop_at_first_error
 
+# Bounds of a project's settings (the API's schema shows them): k labels per item make k slots per item.
+OVERLAP_MAX = 100
+LEASE_MINUTES_MAX = 30 * 24 * 60
+PROJECT_NAME_MAX_LENGTH = Project._meta.get_field("name").max_length
+
+
+def project_settings_clean(*, project: Project | None, fields: dict) -> dict:
+    """Project settings checked (for a new project when ``project`` is None), or ValidationError naming
+    the field. Changing the task kind of a project that has items is refused: its items, slots and labels
+    are of the other kind."""
+    clean = dict(fields)
+    errors: dict[str, str] = {}
+    if "name" in fields:
+        name = fields["name"]
+        if not isinstance(name, str) or not name.strip() or len(name.strip()) > PROJECT_NAME_MAX_LENGTH:
+            errors["name"] = f"expected a name of 1 to {PROJECT_NAME_MAX_LENGTH} characters"
+        else:
+            clean["name"] = text_clean(name.strip())
+            others = Project.objects.filter(name=clean["name"])
+            if project is not None:
+                others = others.exclude(pk=project.pk)
+            if others.exists():
+                errors["name"] = "a project with this name already exists"
+    if "guidelines" in fields:
+        if not isinstance(fields["guidelines"], str):
+            errors["guidelines"] = "expected text"
+        else:
+            clean["guidelines"] = text_clean(fields["guidelines"])
+    if "task_kind" in fields:
+        kind = fields["task_kind"]
+        if kind not in Project.TaskKind.values:
+            errors["task_kind"] = f"{kind!r} is not one of {Project.TaskKind.values}"
+        elif project is not None and kind != project.task_kind and (
+                project.pair_items.exists() or project.step_items.exists()):
+            errors["task_kind"] = (f"this project already has {project.task_kind} items: its task kind can no "
+                                   f"longer change (create another project)")
+    if "overlap" in fields:
+        overlap = fields["overlap"]
+        if type(overlap) is not int or not 1 <= overlap <= OVERLAP_MAX:
+            errors["overlap"] = f"expected a whole number of labels per item, 1 to {OVERLAP_MAX}"
+    if "gold_rate" in fields:
+        rate = fields["gold_rate"]
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 <= rate <= 1:
+            errors["gold_rate"] = "expected a share of served items, 0 to 1"
+        else:
+            clean["gold_rate"] = float(rate)
+    if "lease_minutes" in fields:
+        minutes = fields["lease_minutes"]
+        if type(minutes) is not int or not 1 <= minutes <= LEASE_MINUTES_MAX:
+            errors["lease_minutes"] = f"expected a whole number of minutes, 1 to {LEASE_MINUTES_MAX}"
+    if "prioritize_disagreements" in fields and not isinstance(fields["prioritize_disagreements"], bool):
+        errors["prioritize_disagreements"] = "expected true or false"
+    if "criteria" in fields:
+        try:
+            clean["criteria"] = criteria_clean(fields["criteria"])
+        except ValidationError as exc:
+            errors.update({field: messages[0] for field, messages in exc.message_dict.items()})
+    if errors:
+        raise ValidationError(errors)
+    return clean
+
 
 @transaction.atomic
 def project_create(*, name: str, created_by: AbstractBaseUser | None = None, guidelines: str = "",
-                   task_kind: str = Project.TaskKind.PAIRWISE, overlap: int = 1) -> Project:
-    project = Project.objects.create(name=name, guidelines=guidelines, task_kind=task_kind, overlap=overlap)
+                   task_kind: str = Project.TaskKind.PAIRWISE, overlap: int = 1, criteria: list[str] | None = None,
+                   gold_rate: float = 0.0, lease_minutes: int = 30, prioritize_disagreements: bool = False) -> Project:
+    fields = project_settings_clean(project=None, fields={
+        "name": name, "guidelines": guidelines, "task_kind": task_kind, "overlap": overlap,
+        "criteria": list(criteria or []), "gold_rate": gold_rate, "lease_minutes": lease_minutes,
+        "prioritize_disagreements": prioritize_disagreements})
+    project = Project.objects.create(**fields)
     if created_by is not None:
         project_member_add(project=project, user=created_by, role=Membership.Role.RESEARCHER)
     return project
@@ -42,6 +114,7 @@ def project_create(*, name: str, created_by: AbstractBaseUser | None = None, gui
 @transaction.atomic
 def project_update(*, project: Project, **fields) -> Project:
     """Change project settings; a larger overlap k gives every item its new slots."""
+    fields = project_settings_clean(project=project, fields=fields)
     for name, value in fields.items():
         setattr(project, name, value)
     project.full_clean()

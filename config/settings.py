@@ -143,9 +143,17 @@ LOGOUT_REDIRECT_URL = "login"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "annotate.api_errors.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
+    # DRF's parsers, reading at most DATA_UPLOAD_MAX_MEMORY_SIZE bytes (a larger body is a 413).
+    "DEFAULT_PARSER_CLASSES": [
+        "annotate.api_errors.JSONParser",
+        "annotate.api_errors.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    # Every error is JSON with a message, a service's ValidationError a 400 (annotate.api_errors).
+    "EXCEPTION_HANDLER": "annotate.api_errors.exception_handler",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
@@ -161,7 +169,21 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Request bodies apart from responses: a file to upload is binary there, read-only fields are left out.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "format": "int64", "minimum": 1,
+                                        "maximum": 2**63 - 1}},
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "annotate.api_errors.errors_document"],
+    "ENUM_NAME_OVERRIDES": {"VerdictEnum": "annotate.labels.Verdict", "StrengthEnum": "annotate.labels.Strength"},
+    "SERVE_INCLUDE_SCHEMA": False,  # the schema does not describe itself
+    # Bodies are documented as JSON, which says what a form cannot (numbers, null, lists): the API still reads
+    # forms, and the import upload documents its multipart/form-data itself.
+    "PARSER_WHITELIST": ["rest_framework.parsers.JSONParser"],
 }
+# A request body Django or the API reads into memory (JSON, forms; not uploaded files) is at most this
+# large; a larger one is answered 413.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # Django's default, 2.5 MiB
 
 # HTTP model endpoints may only reach these hosts (".example.com" allows subdomains).
 ENDPOINT_ALLOWED_HOSTS = env_list("ENDPOINT_ALLOWED_HOSTS", "127.0.0.1,localhost")

@@ -11,3 +11,9 @@ urlpatterns = [
     path("", include("training.urls")),
     path("", include("annotate.urls")),
 ]
+
+# Under /api/ errors are JSON with a message (annotate.api_errors); elsewhere Django's pages.
+handler400 = "annotate.api_errors.bad_request"
+handler403 = "annotate.api_errors.permission_denied"
+handler404 = "annotate.api_errors.not_found"
+handler500 = "annotate.api_errors.server_error"

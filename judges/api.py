@@ -1,28 +1,34 @@
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.decorators import api_view
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from annotate.models import Membership
 from annotate.selectors import project_get_for_user
 from judges.leaderboard import SOURCES, project_leaderboard
-from judges.models import AIJudgment, Judge
+from judges.models import AIJudgment, Judge, JudgeRun
 from judges.reports import judge_report
 from judges.services import judge_run_create
 
 
-@extend_schema(parameters=[OpenApiParameter("source", enum=list(SOURCES), default="human")], responses=dict)
+@extend_schema(parameters=[OpenApiParameter("source", enum=list(SOURCES), default="human")],
+               responses={200: OpenApiTypes.OBJECT})
 @api_view(["GET"])
 def leaderboard(request: Request, project_id: int) -> Response:
     """Researchers: Bradley-Terry ratings of the models behind the completions, with 95% bootstrap intervals."""
     project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
     source = request.query_params.get("source", "human")
     if source not in SOURCES:
-        return Response({"source": f"must be one of {list(SOURCES)}"}, status=400)
+        raise ValidationError({"source": [f"must be one of {list(SOURCES)}"]})
     return Response({"source": source, "models": project_leaderboard(project=project, source=source)})
 
 
-@extend_schema(responses=dict)
+@extend_schema(responses={200: {"type": "array", "items": {
+    "type": "object", "properties": {"judge": {"type": "string"}, "version": {"type": "integer"}},
+    "required": ["judge", "version"], "additionalProperties": {}}}})
 @api_view(["GET"])
 def judge_reports(request: Request, project_id: int) -> Response:
     """Researchers: each judge's agreement with people, position bias, self-consistency, calibration, cost."""
@@ -36,13 +42,21 @@ def judge_reports(request: Request, project_id: int) -> Response:
     return Response(out)
 
 
-@extend_schema(request=None, responses=dict)
+class JudgeRunStartedSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = JudgeRun
+        fields = ["id", "status"]
+
+
+@extend_schema(request=None, responses={
+    202: JudgeRunStartedSerializer,
+    400: OpenApiResponse(description="The judge's mode does not fit the project's task kind (`judge`).")})
 @api_view(["POST"])
 def judge_run_start(request: Request, project_id: int, judge_id: int) -> Response:
     """Researchers: queue a run of a judge over the project's pairs."""
     project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
     judge = Judge.objects.filter(pk=judge_id).first()
     if judge is None:
-        return Response({"detail": "No such judge."}, status=404)
+        raise NotFound("No such judge.")
     run = judge_run_create(judge=judge, project=project)
-    return Response({"id": run.pk, "status": run.status}, status=202)
+    return Response(JudgeRunStartedSerializer(run).data, status=202)

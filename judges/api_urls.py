@@ -1,9 +1,10 @@
 from django.urls import path
 
+import annotate.api_errors  # noqa: F401 (registers the <id:...> path converter)
 from judges import api
 
 urlpatterns = [
-    path("projects/<int:project_id>/leaderboard/", api.leaderboard, name="api_leaderboard"),
-    path("projects/<int:project_id>/judges/reports/", api.judge_reports, name="api_judge_reports"),
-    path("projects/<int:project_id>/judges/<int:judge_id>/runs/", api.judge_run_start, name="api_judge_run_start"),
+    path("projects/<id:project_id>/leaderboard/", api.leaderboard, name="api_leaderboard"),
+    path("projects/<id:project_id>/judges/reports/", api.judge_reports, name="api_judge_reports"),
+    path("projects/<id:project_id>/judges/<id:judge_id>/runs/", api.judge_run_start, name="api_judge_run_start"),
 ]

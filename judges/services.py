@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 
@@ -314,7 +315,23 @@ def disputed_items_prioritize(*, project: Project) -> int:
     return pair_items_prioritize(project=project, priorities=priorities)
 
 
+# What a judge of each mode judges: pairs (a preference, or a score of each response) or step solutions.
+MODE_TASK_KINDS = {Judge.Mode.PAIRWISE: Project.TaskKind.PAIRWISE, Judge.Mode.POINTWISE: Project.TaskKind.PAIRWISE,
+                   Judge.Mode.STEPS: Project.TaskKind.STEPS}
+
+
+def judge_project_check(*, judge: Judge, project: Project) -> None:
+    """ValidationError naming the judge when its mode does not fit the project's task kind."""
+    kind = MODE_TASK_KINDS.get(judge.mode)
+    if kind != project.task_kind:
+        modes = [mode for mode, task_kind in MODE_TASK_KINDS.items() if task_kind == project.task_kind]
+        raise ValidationError({"judge": f"{judge.name} is a {judge.mode} judge: it judges {kind} projects, and "
+                                        f"this project is a {project.task_kind} one (its judges are of mode "
+                                        f"{' or '.join(modes)})"})
+
+
 def judge_run_create(*, judge: Judge, project: Project, start: bool = True) -> JudgeRun:
+    judge_project_check(judge=judge, project=project)
     run = JudgeRun.objects.create(judge=judge, project=project)
     if start:
         job_queue(run)

@@ -121,7 +121,9 @@ def script(w: World) -> list:
     out += [w.next(1), w.skip(1), w.next(1), w.label(1, {"verdict": "A", "strength": 4})]
     # Input the hot path leaves to the serializer: the same answers either way.
     out.append(w.label(2, {"verdict": "C"}, item=2))
-    out.append(w.label(2, {"verdict": "A", "strength": "2", "time_spent_ms": 7.0}, item=2))  # coerced
+    out.append(w.label(2, {"verdict": "A", "strength": "2", "time_spent_ms": 7.0}, item=2))  # JSON: not coerced
+    out.append(w.label(2, {"verdict": "A", "rationale": 0, "criteria": None}, item=2))
+    out.append(w.label(2, '{"verdict": "A", "criteria": ' + "[" * 50_000 + "]" * 50_000 + "}", item=2))
     out.append(w.label(2, {"verdict": "A", "criteria": {"honesty": "A"}}, item=3))
     out.append(w.label(2, {"verdict": "A", "criteria": {"help": "A"}}, item=3))  # a prefix of one is not one
     out.append(w.label(2, {"verdict": "A", "rationale": "x" * 5001}, item=3))

@@ -93,7 +93,8 @@ def test_annotator_cannot_open_researcher_pages(client):
     member = MembershipFactory()
     client.force_login(member.user)
     for name in ("annotate:import", "synth:jobs", "judges:runs", "training:datasets"):
-        assert client.get(reverse(name, args=[member.project.pk])).status_code == 404, name
+        # A member is told what they lack (a stranger gets 404: tests/test_api_errors.py).
+        assert client.get(reverse(name, args=[member.project.pk])).status_code == 403, name
 
 
 def test_api_next_and_label(client):

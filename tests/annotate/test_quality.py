@@ -102,12 +102,12 @@ def test_quality_review_and_leaderboard_pages_and_api(labeled, client):
     response = client.post(reverse("api_adjudicate", args=[project.pk, items[2].pk]), {"verdict": "A"},
                            content_type="application/json")
     assert response.json()["final_verdict"] == "A"
-    # Annotators see none of it.
+    # Annotators see none of it (403: they are members, without the researcher role).
     client.force_login(users[0])
     for name in ("annotate:quality", "annotate:review", "judges:leaderboard", "api_quality", "api_disputes",
                  "api_leaderboard"):
-        assert client.get(reverse(name, args=[project.pk])).status_code == 404, name
-    assert client.post(reverse("api_adjudicate", args=[project.pk, items[3].pk]), {"verdict": "A"}).status_code == 404
+        assert client.get(reverse(name, args=[project.pk])).status_code == 403, name
+    assert client.post(reverse("api_adjudicate", args=[project.pk, items[3].pk]), {"verdict": "A"}).status_code == 403
 
 
 def test_openapi_schema_and_docs(client):

@@ -190,4 +190,4 @@ def test_researcher_corrects_the_split_before_labeling(client):
     response = client.post(url, {"rule": "given", "steps": "x"})
     assert response.status_code == 422 and "already has labels" in response.content.decode()
     client.force_login(MembershipFactory(project=project).user)  # annotators cannot
-    assert client.get(url).status_code == 404
+    assert client.get(url).status_code == 403
