@@ -43,6 +43,9 @@ class ImportForm(forms.Form):
 
 
 class AdjudicationForm(forms.Form):
-    verdict = forms.ChoiceField(choices=Verdict.choices)
+    # Starts on the empty choice: a reviewer who clicks Decide without choosing is told so, instead of
+    # recording whatever verdict happened to be first.
+    verdict = forms.ChoiceField(choices=[("", "— verdict —"), *Verdict.choices],
+                                error_messages={"required": "Pick a verdict first."})
     strength = forms.TypedChoiceField(choices=[("", "—"), *Strength.choices], coerce=int,
                                       required=False, empty_value=None)

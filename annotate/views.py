@@ -7,6 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotate.forms import AdjudicationForm, ImportForm, PairLabelForm
@@ -37,7 +38,7 @@ from annotate.services import (
     step_label_submit,
 )
 from annotate.step_quality import step_disputes, step_project_quality
-from prefdata.steps import steps_split
+from prefdata.steps import first_error, steps_split
 
 
 @login_required
@@ -112,18 +113,53 @@ def annotate_last(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def _render_steps(request: HttpRequest, project: Project, item: StepItem | None, *, editing: StepLabel | None = None,
-                  errors: list[str] | None = None, status: int = 200) -> HttpResponse:
+                  entered: dict | None = None, errors: list[str] | None = None, status: int = 200) -> HttpResponse:
+    """The steps page. ``entered`` is what a refused submit carried: shown again as it was, with the steps
+    still to rate marked, so nothing the annotator did is lost."""
     rows = []
+    answer: dict = {}
+    if editing is not None:
+        answer = {"ratings": editing.ratings, "flags": editing.flags, "finish_reason": editing.finish_reason,
+                  "outcome": editing.outcome, "corrected_step_index": editing.corrected_step_index,
+                  "corrected_step": editing.corrected_step}
+    if entered is not None:
+        answer = entered
     if item is not None:
-        ratings = editing.ratings if editing else [None] * len(item.steps)
-        flags = set(editing.flags) if editing else set()
-        rows = [{"index": i, "text": text, "rating": ratings[i], "flagged": i in flags}
+        ratings = answer.get("ratings") or [None] * len(item.steps)
+        flags = set(answer.get("flags") or ())
+        missing = set(answer.get("missing") or ())
+        rows = [{"index": i, "text": text, "rating": ratings[i], "flagged": i in flags, "missing": i in missing}
                 for i, text in enumerate(item.steps)]
-    context = {"project": project, "item": item, "rows": rows, "editing": editing, "errors": errors or [],
-               "finish_reasons": StepLabel.FinishReason.choices, "outcomes": StepLabel.Outcome.choices,
+    context = {"project": project, "item": item, "rows": rows, "editing": editing, "answer": answer,
+               "errors": errors or [], "finish_reasons": StepLabel.FinishReason.choices,
+               "outcomes": StepLabel.Outcome.choices,
                "progress": project_annotator_progress(project=project, user=request.user)}
     template = "annotate/annotate_steps.html#item" if request.htmx else "annotate/annotate_steps.html"
     return render(request, template, context, status=status)
+
+
+def _steps_entered(post, n_steps: int) -> dict:
+    """What the steps form carried, read leniently (for showing it again, not for storing it)."""
+    def as_int(value: str) -> int | None:
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return None
+
+    time_spent = post.get("time_spent_ms", "")
+    return {"ratings": [as_int(post.get(f"rating_{i}")) for i in range(n_steps)],
+            "flags": [i for i in range(n_steps) if post.get(f"flag_{i}")],
+            "finish_reason": post.get("finish_reason", ""), "outcome": post.get("outcome", ""),
+            "corrected_step_index": as_int(post.get("corrected_step_index")),
+            "corrected_step": post.get("corrected_step", ""),
+            "time_spent_ms": int(time_spent) if time_spent.isdigit() else None}
+
+
+def _steps_unrated(ratings: list[int | None], mode: str) -> list[int]:
+    """The steps a submit still has to rate: every step, or in first-error mode those up to the first -1."""
+    error = first_error(ratings)
+    last = error if mode == Project.StepMode.FIRST_ERROR and error is not None else len(ratings) - 1
+    return [i for i, r in enumerate(ratings[: last + 1]) if r is None]
 
 
 @login_required
@@ -132,6 +168,7 @@ def steps_submit(request: HttpRequest, project_id: int, item_id: int) -> HttpRes
     """Step ratings from the page: rating_<i> in 1 / 0 / -1, flag_<i>, finish reason, outcome."""
     item = step_item_get_in_project(user=request.user, project_id=project_id, item_id=item_id)
     post = request.POST
+    entered = _steps_entered(post, len(item.steps))
     try:
         ratings = [int(post[f"rating_{i}"]) if post.get(f"rating_{i}", "") != "" else None
                    for i in range(len(item.steps))]
@@ -143,10 +180,18 @@ def steps_submit(request: HttpRequest, project_id: int, item_id: int) -> HttpRes
             corrected_step=post.get("corrected_step", ""),
             time_spent_ms=int(post["time_spent_ms"]) if post.get("time_spent_ms", "").isdigit() else None)
     except ValueError:
-        return _render_steps(request, item.project, item, errors=["Ratings must be 1, 0 or -1."], status=422)
+        return _render_steps(request, item.project, item, entered=entered, status=422,
+                             errors=["Ratings must be 1, 0 or -1."])
     except ValidationError as exc:
         errors = [f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items()]
-        return _render_steps(request, item.project, item, errors=errors, status=422)
+        if "ratings" in exc.message_dict:
+            entered["missing"] = _steps_unrated(entered["ratings"], item.project.step_mode)
+            if entered["missing"]:  # said in the steps' own numbers, in place of the service's wording
+                names = ", ".join(str(i + 1) for i in entered["missing"])
+                errors = [f"Not rated yet: step{'s' if len(entered['missing']) > 1 else ''} {names}. Rate "
+                          f"{'them' if len(entered['missing']) > 1 else 'it'}, or finish with 'bad problem' or "
+                          "'gave up'.", *(e for e in errors if not e.startswith("ratings:"))]
+        return _render_steps(request, item.project, item, entered=entered, errors=errors, status=422)
     if request.htmx:
         return annotate_next(request, project_id)
     messages.success(request, f"Saved your ratings of solution {label.item_id}.")
@@ -231,15 +276,24 @@ def review(request: HttpRequest, project_id: int, item_id: int | None = None) ->
     if request.method == "POST":
         item = pair_item_get_in_project(user=request.user, project_id=project.pk, item_id=item_id)
         form = AdjudicationForm(request.POST)
+        # The page's mode travels with the form, so the answer to htmx is the page's own fragment.
+        show_all = request.POST.get("all") == "1"
         if form.is_valid():
-            pair_item_adjudicate(item=item, reviewer=request.user, verdict=form.cleaned_data["verdict"],
-                                 strength=form.cleaned_data["strength"])
-            if request.htmx:
-                return render(request, "annotate/review.html#decided", {"project": project, "item": item})
-            messages.success(request, f"Pair {item.pk}: final verdict {item.final_verdict}.")
+            try:
+                pair_item_adjudicate(item=item, reviewer=request.user, verdict=form.cleaned_data["verdict"],
+                                     strength=form.cleaned_data["strength"])
+            except ValidationError as exc:
+                form.add_error(None, exc)
+        if request.htmx:
+            # The decision (or what is missing) replaces the form: the reviewer sees it was taken.
+            return render(request, "annotate/review.html#decided",
+                          {"project": project, "item": item, "form": form, "show_all": show_all},
+                          status=422 if form.errors else 200)
+        if form.errors:
+            messages.error(request, f"Pair {item.pk}: {' '.join(e for es in form.errors.values() for e in es)}")
         else:
-            messages.error(request, f"Pair {item.pk}: {form.errors.as_text()}")
-        return redirect("annotate:review", project_id=project.pk)
+            messages.success(request, f"Pair {item.pk}: final verdict {item.final_verdict}.")
+        return redirect(f"{reverse('annotate:review', args=[project.pk])}{'?all=1' if show_all else ''}")
     show_all = request.GET.get("all") == "1"
     disputes = disputed_items(project=project, include_adjudicated=show_all)
     return render(request, "annotate/review.html", {"project": project, "disputes": disputes, "show_all": show_all,

@@ -18,21 +18,39 @@
     f.querySelector('input[name="time_spent_ms"]').value = Math.round(performance.now() - shownAt);
     if (!document.getElementById("item").dataset.editing) sessionCount += 1;
   }, true);
+  // "Pick a verdict first": said in the form's alert region (read out by screen readers), cleared on a pick.
+  const needVerdict = (say) => {
+    const hint = document.getElementById("verdict-needed");
+    if (hint) hint.textContent = say ? "Pick a verdict first: 1 left, 2 right, 3 tie, 4 both bad." : "";
+    const group = form() && form().querySelector('[role="radiogroup"][aria-label="Verdict"]');
+    if (group && say) group.setAttribute("aria-invalid", "true");
+    else if (group) group.removeAttribute("aria-invalid");
+  };
   const pick = (name, value) => {
     const input = form() && form().querySelector(`input[name="${name}"][value="${value}"]`);
     if (input) input.checked = true;
+    if (input && name === "choice") needVerdict(false);
   };
+  document.addEventListener("change", (event) => {
+    if (event.target.name === "choice") needVerdict(false);
+  });
   const submit = () => {
     const f = form();
-    if (!f || !f.querySelector('input[name="choice"]:checked')) return;
+    if (!f) return;
+    if (!f.querySelector('input[name="choice"]:checked')) {
+      needVerdict(true);
+      document.getElementById("verdict-needed")?.scrollIntoView({ block: "nearest" });
+      return;
+    }
     f.querySelector('input[name="time_spent_ms"]').value = Math.round(performance.now() - shownAt);
-    // requestSubmit: htmx takes it once it has processed the form; a native POST otherwise.
+    // requestSubmit: htmx takes it (label_keys.js holds keys back until htmx has processed a new form).
     f.requestSubmit();
   };
   const click = (id) => { const el = document.getElementById(id); if (el) el.click(); };
   const verdictKeys = { "1": "left", "2": "right", "3": "tie", "4": "both_bad" };
   const strengthKeys = { z: "1", x: "2", c: "3", v: "4" };
-  document.addEventListener("keydown", (event) => {
+  // Keys pressed while a label is being saved wait for the next item (label_keys.js).
+  window.labelKeys((event) => {
     const typing = event.target.matches("textarea, input[type=text], input[type=password], select");
     if (typing) {
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { event.preventDefault(); submit(); }

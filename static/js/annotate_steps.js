@@ -25,24 +25,43 @@
     const finish = form() && form().querySelector('select[name="finish_reason"]');
     if (finish && seenError && finish.value === "solution") finish.value = "found_error";
   };
+  // A step marked as still to rate stops being marked once it has a rating.
+  const rated = (li) => {
+    li.classList.remove("missing");
+    li.querySelector("[aria-invalid]")?.removeAttribute("aria-invalid");
+  };
   const rate = (value) => {
     const li = steps()[current];
     const input = li && li.querySelector(`input[type="radio"][value="${value}"]`);
     if (!input || input.disabled) return;
     input.checked = true;
+    rated(li);
     refresh();
     if (!(mode() === "first_error" && value === "-1")) focus(current + 1);
   };
-  const start = () => { shownAt = performance.now(); focus(0); refresh(); };
+  // A refused submit comes back with the time already spent and the steps still to rate marked:
+  // count on from that time, and start at the first step that is missing.
+  const start = () => {
+    const spent = parseInt(form()?.querySelector('input[name="time_spent_ms"]')?.value || "", 10);
+    shownAt = performance.now() - (Number.isFinite(spent) ? spent : 0);
+    const missing = steps().findIndex((li) => li.classList.contains("missing"));
+    focus(Math.max(missing, 0));
+    refresh();
+  };
   document.addEventListener("htmx:afterSwap", start);
-  document.addEventListener("change", refresh);
+  document.addEventListener("change", (event) => {
+    const li = event.target.closest && event.target.closest("li.step");
+    if (li && event.target.type === "radio") rated(li);
+    refresh();
+  });
   document.addEventListener("submit", (event) => {
     if (event.target.id === "label-form") {
       event.target.querySelector('input[name="time_spent_ms"]').value = Math.round(performance.now() - shownAt);
     }
   }, true);
   const click = (id) => { const el = document.getElementById(id); if (el) el.click(); };
-  document.addEventListener("keydown", (event) => {
+  // Keys pressed while a label is being saved wait for the next item (label_keys.js).
+  window.labelKeys((event) => {
     if (event.target.matches("textarea, input[type=text], select")) {
       if (event.key === "Escape") event.target.blur();
       return;

@@ -30,12 +30,35 @@ def browser(allow_orm_beside_playwright):
         browser.close()
 
 
+# Every page a browser test opens is watched for Content-Security-Policy violations: the browser's
+# securitypolicyviolation events (reported to the test through a binding, which the policy cannot block)
+# and its console messages about the policy.
+_CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolation(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} on ${location.pathname}`
+    + (e.sample ? `: ${e.sample}` : ""));
+});
+"""
+
+
+def csp_watch(context) -> list[str]:
+    """Collect the CSP violations of every page of a browser context."""
+    violations: list[str] = []
+    context.expose_binding("__cspViolation", lambda source, text: violations.append(text))
+    context.add_init_script(_CSP_LISTENER)
+    context.on("console", lambda msg: violations.append(f"console: {msg.text}")
+               if "Content Security Policy" in msg.text else None)
+    return violations
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
+    violations = csp_watch(context)
     page = context.new_page()
     yield page
     context.close()
+    assert violations == [], "Content-Security-Policy violations"
 
 
 def login(page, live_server, username, password="pw-for-tests"):

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from annotate.models import PairLabel
@@ -6,6 +8,8 @@ from tests.browser.conftest import login
 from tests.factories import MembershipFactory, PairItemFactory, ProjectFactory
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+SHOTS = os.environ.get("SCREENSHOTS_DIR")  # set to keep screenshots of the pages for a look
 
 
 def test_label_three_items_with_the_keyboard_only(page, live_server):
@@ -23,7 +27,7 @@ def test_label_three_items_with_the_keyboard_only(page, live_server):
         if strength_key:
             page.keyboard.press(strength_key)
         page.keyboard.press("Enter")
-        page.wait_for_function(f"document.querySelector('#item').dataset.item !== '{shown}'")
+        page.locator(f"#item:not([data-item='{shown}'])").wait_for()
     assert seen == [item.pk for item in items[:3]]
     labels = {label.item_id: label for label in PairLabel.objects.filter(annotator=member.user)}
     assert set(labels) == set(seen)
@@ -37,11 +41,11 @@ def test_label_three_items_with_the_keyboard_only(page, live_server):
     assert [labels[i].strength for i in seen] == [2, 4, None]
     # u: undo / edit the last label, here changing the tie to "both bad".
     page.keyboard.press("u")
-    page.wait_for_function(f"document.querySelector('#item').dataset.item === '{seen[2]}'")
+    page.locator(f"#item[data-item='{seen[2]}']").wait_for()
     assert page.is_checked('input[name="choice"][value="tie"]')  # the stored answer is shown
     page.keyboard.press("4")
     page.keyboard.press("Enter")
-    page.wait_for_function(f"document.querySelector('#item').dataset.item === '{items[3].pk}'")
+    page.locator(f"#item[data-item='{items[3].pk}']").wait_for()
     assert PairLabel.objects.get(annotator=member.user, item_id=seen[2]).verdict == "both_bad"
     assert PairLabel.objects.filter(annotator=member.user).count() == 3
 
@@ -84,7 +88,7 @@ def test_hostile_model_output_never_runs(page, live_server):
         assert "<script>" not in page.inner_html(".pair").lower()
         page.keyboard.press("3")
         page.keyboard.press("Enter")
-        page.wait_for_function(f"document.querySelector('#item').dataset.item !== '{shown}'")
+        page.locator(f"#item:not([data-item='{shown}'])").wait_for()
     assert PairLabel.objects.filter(annotator=member.user).count() == len(HOSTILE)
     # Researchers' pages that show model text or model names: review (after a disagreement),
     # leaderboard, quality, judges, datasets and the admin's lists.
@@ -109,3 +113,56 @@ def test_hostile_model_output_never_runs(page, live_server):
         assert "&lt;script&gt;" in page.content(), path
     canaries = [url for url in requests if "/canary" in url]
     assert canaries == [] and dialogs == []
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_enter_without_a_verdict_says_pick_one_first(page, live_server, width):
+    page.set_viewport_size({"width": width, "height": 900})
+    project = ProjectFactory(overlap=1)
+    member = MembershipFactory(project=project)
+    item = PairItemFactory(project=project)
+    login(page, live_server, member.user.username)
+    page.goto(f"{live_server.url}/projects/{project.pk}/annotate/")
+    hint = page.get_by_role("alert")
+    assert not hint.is_visible()
+    page.keyboard.press("x")  # a strength is no verdict
+    page.keyboard.press("Enter")
+    assert hint.is_visible() and "Pick a verdict first" in hint.inner_text()
+    assert page.get_attribute('[role=radiogroup][aria-label="Verdict"]', "aria-invalid") == "true"
+    assert not PairLabel.objects.filter(item=item).exists()
+    if SHOTS:
+        page.screenshot(path=f"{SHOTS}/pick-a-verdict-{width}.png", full_page=True)
+    page.keyboard.press("2")  # picking one clears it
+    assert not hint.is_visible()
+    assert page.get_attribute('[role=radiogroup][aria-label="Verdict"]', "aria-invalid") is None
+    page.keyboard.press("Enter")
+    page.locator(f"#item:not([data-item='{item.pk}'])").wait_for()
+    label = PairLabel.objects.get(item=item)
+    assert label.verdict == presentation_order(user_id=member.user.pk, item_id=item.pk)[1] and label.strength == 2
+
+
+def test_fast_typing_labels_every_item_in_order_without_a_reload(page, live_server):
+    """Keys typed faster than the server answers wait for the next item: every label is stored, on the
+    item it was typed for, and no submit falls back to a full page load."""
+    project = ProjectFactory(overlap=1)
+    member = MembershipFactory(project=project)
+    n = 12
+    items = [PairItemFactory(project=project) for _ in range(n + 1)]
+    login(page, live_server, member.user.username)
+    page.goto(f"{live_server.url}/projects/{project.pk}/annotate/")
+    loads = []
+    page.on("load", lambda p: loads.append(p.url))
+    page.evaluate("window.__samePage = true")
+    verdicts = ["1", "2", "3", "4"]
+    for i in range(n):
+        page.keyboard.press(verdicts[i % 4], delay=0)
+        page.wait_for_timeout(3)
+        page.keyboard.press("Enter", delay=0)
+        page.wait_for_timeout(3)
+    page.locator(f"#item[data-item='{items[n].pk}']").wait_for(timeout=20_000)
+    assert loads == [] and page.evaluate("window.__samePage") is True
+    labels = list(PairLabel.objects.filter(annotator=member.user).order_by("id"))
+    assert [label.item_id for label in labels] == [item.pk for item in items[:n]]
+    for i, label in enumerate(labels):
+        order = presentation_order(user_id=member.user.pk, item_id=label.item_id)
+        assert label.verdict == {"1": order[0], "2": order[1], "3": "tie", "4": "both_bad"}[verdicts[i % 4]]

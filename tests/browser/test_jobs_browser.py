@@ -9,7 +9,7 @@ from django.utils import timezone
 from annotate.models import ImportJob
 from judges.models import Judge, JudgeRun
 from synth.models import ModelEndpoint, SynthesisJob
-from tests.browser.conftest import login
+from tests.browser.conftest import csp_watch, login
 from tests.factories import MembershipFactory
 from training.models import DatasetSnapshot, TrainingJob
 
@@ -48,6 +48,7 @@ def test_cancel_and_retry_from_each_job_page(browser, live_server, width, monkey
     member = MembershipFactory(researcher=True, user__username=f"researcher{width}")
     project = member.project
     context = browser.new_context(viewport={"width": width, "height": 900})
+    violations = csp_watch(context)
     page = context.new_page()
     login(page, live_server, member.user.username)
     for url_name, rows in jobs(project).items():
@@ -72,3 +73,4 @@ def test_cancel_and_retry_from_each_job_page(browser, live_server, width, monkey
         if SHOTS and url_name == "annotate:import":
             page.screenshot(path=f"{SHOTS}/jobs-import-after-{width}.png", full_page=True)
     context.close()
+    assert violations == [], "Content-Security-Policy violations"
