@@ -26,7 +26,7 @@ from annotate.api_fields import (
     StrictIntegerField,
     not_blank,
 )
-from annotate.imports import import_job_create, import_job_progress
+from annotate.imports import IMPORT_OPTIONS, import_job_create, import_job_progress
 from annotate.job_lifecycle import job_cancel, job_retry
 from annotate.labels import (
     CORRECTED_STEP_MAX_LENGTH,
@@ -301,7 +301,8 @@ class ImportJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ImportJob
-        fields = ["id", "file_name", "format", "status", "rows_read", "items", "error", "created_at", "finished_at"]
+        fields = ["id", "file_name", "format", "status", "rows_read", "items", "error", "options", "summary",
+                  "created_at", "finished_at"]
 
     def get_rows_read(self, job: ImportJob) -> int:
         return import_job_progress(job=job)
@@ -310,6 +311,12 @@ class ImportJobSerializer(serializers.ModelSerializer):
 class ImportUploadSerializer(serializers.Serializer):
     file = serializers.FileField()
     format = serializers.ChoiceField(choices=list(formats_for()), default="auto")
+    context_differs = serializers.ChoiceField(choices=IMPORT_OPTIONS["context_differs"][0],
+                                              default=IMPORT_OPTIONS["context_differs"][0][0],
+                                              help_text=IMPORT_OPTIONS["context_differs"][1])
+    identical = serializers.ChoiceField(choices=IMPORT_OPTIONS["identical"][0],
+                                        default=IMPORT_OPTIONS["identical"][0][0],
+                                        help_text=IMPORT_OPTIONS["identical"][1])
 
 
 @extend_schema(request={"multipart/form-data": ImportUploadSerializer},
@@ -323,7 +330,8 @@ def imports(request: Request, project_id: int) -> Response:
         data = ImportUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         job = import_job_create(project=project, upload=data.validated_data["file"],
-                                fmt=data.validated_data["format"], user=request.user)
+                                fmt=data.validated_data["format"], user=request.user,
+                                options={name: data.validated_data[name] for name in IMPORT_OPTIONS})
         job.refresh_from_db()
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
     return Response(ImportJobSerializer(ImportJob.objects.filter(project=project)[:100], many=True).data)

@@ -35,11 +35,23 @@ class ImportForm(forms.Form):
     format = forms.ChoiceField(choices=[])
 
     def __init__(self, *args, steps: bool = False, **kwargs):
+        from annotate.imports import IMPORT_OPTIONS
         from prefdata.readers import formats_for
 
         super().__init__(*args, **kwargs)
         formats = formats_for("steps" if steps else "pairs")
         self.fields["format"].choices = [(k, f"{k}: {v}") for k, v in formats.items()]
+        # The import's choices concern pairs (annotate.imports.IMPORT_OPTIONS), the default first.
+        self.option_names = [] if steps else list(IMPORT_OPTIONS)
+        for name in self.option_names:
+            values, description = IMPORT_OPTIONS[name]
+            self.fields[name] = forms.ChoiceField(choices=[(v, v) for v in values], initial=values[0],
+                                                  required=False, help_text=description.capitalize() + ".",
+                                                  label=name.replace("_", " ").capitalize())
+
+    def options(self) -> dict[str, str]:
+        """The import's choices made in the form (``ImportJob.options``)."""
+        return {name: self.cleaned_data[name] for name in self.option_names if self.cleaned_data.get(name)}
 
 
 class AdjudicationForm(forms.Form):

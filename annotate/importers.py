@@ -4,6 +4,10 @@ A file is read as a stream and stored in chunks (``chunk_size`` records at a tim
 constant whatever its size; all chunks go into ONE transaction, so a bad record anywhere gives a
 ``ReadError`` naming the file, line (or task) and field, and stores nothing.
 
+The reader's limits and choices come as ``ReadOptions`` (by default: ``IMPORT_MAX_FIELD_BYTES`` from the
+settings, identical replies and conversations that differ before the replies refused). ``ImportResult``
+says what was left aside: top-level fields no rule of the format reads, pairs kept flagged or skipped.
+
 Every pair becomes one Prompt, two Completions and one PairItem. On PostgreSQL the rows are written
 with COPY after their ids are taken from the sequences (so the three tables can reference each other
 without a round trip per row), one chunk being stored by a worker thread while the next is parsed
@@ -23,17 +27,18 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Model
 from django.db.models.expressions import DatabaseDefault
 from django.utils import timezone
 
 from annotate.models import Completion, PairItem, Project, Prompt, StepItem, StepLabel
-from prefdata.readers import ReadError, RowCounter, format_detect, read
+from prefdata.readers import DEFAULT_MAX_FIELD_BYTES, ReadError, ReadOptions, RowCounter, format_detect, read
 from prefdata.readers.stream import to_read_error
 from prefdata.records import PairRecord, StepRecord, json_clean
 
@@ -51,6 +56,40 @@ class ImportResult:
     format: str
     rows: int  # records read: lines, CSV records, tasks, trees
     items: int  # pairs or step items stored
+    ignored_fields: dict[str, int] = field(default_factory=dict)  # top-level field -> records holding it
+    context_differs: int = 0  # pairs kept with metadata["context_differs"]
+    identical_skipped: int = 0  # pairs left out: their two replies were the same text
+
+    @classmethod
+    def of(cls, fmt: str, counter: RowCounter, items: int) -> ImportResult:
+        return cls(format=fmt, rows=counter.rows, items=items, ignored_fields=dict(sorted(counter.ignored.items())),
+                   context_differs=counter.context_differs, identical_skipped=counter.identical_skipped)
+
+    def summary(self) -> dict[str, Any]:
+        """What an import job keeps and shows: records read, items stored, what was left aside."""
+        return {"format": self.format, "records": self.rows, "items": self.items,
+                "ignored_fields": self.ignored_fields, "context_differs_kept": self.context_differs,
+                "identical_skipped": self.identical_skipped}
+
+    def summary_lines(self) -> list[str]:
+        """The summary in words, a line a fact worth telling (the command prints them)."""
+        lines = []
+        if self.ignored_fields:
+            lines.append("ignored fields (not read by the format, not stored): " + ", ".join(
+                f"{name} ({count} record{'s' if count != 1 else ''})" for name, count in self.ignored_fields.items()))
+        if self.context_differs:
+            lines.append(f"{self.context_differs} pair(s) kept with context_differs: their conversations differ "
+                         "before the replies (the first one's is stored)")
+        if self.identical_skipped:
+            lines.append(f"{self.identical_skipped} pair(s) left out: their two replies were the same text")
+        return lines
+
+
+def import_read_options(**choices: str) -> ReadOptions:
+    """The reader's options of an import: the field limit from the settings (``IMPORT_MAX_FIELD_BYTES``),
+    and the choices made for it (``context_differs``, ``identical``)."""
+    return ReadOptions(max_field_bytes=getattr(settings, "IMPORT_MAX_FIELD_BYTES", DEFAULT_MAX_FIELD_BYTES),
+                       **choices)
 
 
 # -- pairs to rows ----------------------------------------------------------------------------------------
@@ -324,7 +363,8 @@ def _chunks(pairs: Iterator[PairRecord], size: int, counter: RowCounter) -> Iter
 
 def items_import(*, project: Project, path: str | Path, fmt: str = "auto", display_name: str | None = None,
                  progress: Callable[[int], None] | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 field_map: Mapping[str, str] | None = None, import_job_id: int | None = None) -> ImportResult:
+                 field_map: Mapping[str, str] | None = None, import_job_id: int | None = None,
+                 options: ReadOptions | None = None) -> ImportResult:
     """Import a file of pairs into ``project``: all of it or, on any error, none of it.
 
     The file is read and stored ``chunk_size`` pairs at a time (a few chunks in memory), all in one
@@ -335,16 +375,17 @@ def items_import(*, project: Project, path: str | Path, fmt: str = "auto", displ
     chunk is read while one is stored, so a bad record may be reported before the chunks ahead of it
     have all been reported stored. ``field_map`` names the source keys of ``prompt`` / ``response_a`` /
     ``response_b`` where they vary (Label Studio data, CSV header). ``import_job_id`` is stored on every
-    prompt: which import brought it.
+    prompt: which import brought it. ``options``: the reader's (default ``import_read_options()``).
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     name = display_name or Path(path).name
+    options = options or import_read_options()
     if fmt == "auto":
-        fmt = format_detect(path, kind="pairs", display_name=name, field_map=field_map)
+        fmt = format_detect(path, kind="pairs", display_name=name, field_map=field_map, options=options)
     counter = RowCounter()
-    chunks = _chunks(read(path, fmt, kind="pairs", display_name=name, field_map=field_map, counter=counter),
-                     chunk_size, counter)
+    chunks = _chunks(read(path, fmt, kind="pairs", display_name=name, field_map=field_map, counter=counter,
+                          options=options), chunk_size, counter)
     writer_class = _PostgresCopyWriter if connection.vendor == "postgresql" else _BulkCreateWriter
     items = 0
     with transaction.atomic():
@@ -367,7 +408,7 @@ def items_import(*, project: Project, path: str | Path, fmt: str = "auto", displ
                 writer.close()
         finally:
             writer.discard()  # before the rollback, which needs the connection
-    return ImportResult(format=fmt, rows=counter.rows, items=items)
+    return ImportResult.of(fmt, counter, items)
 
 
 # -- step items ---------------------------------------------------------------------------------------------
@@ -392,25 +433,27 @@ def _write(chunk: list[StepRecord], *, project: Project, source: str, source_nam
 
 
 def step_items_import(*, project: Project, path: str | Path, fmt: str = "auto", display_name: str | None = None,
-                      progress: Callable[[int], None] | None = None,
-                      chunk_size: int = DEFAULT_STEP_CHUNK_SIZE, import_job_id: int | None = None) -> ImportResult:
+                      progress: Callable[[int], None] | None = None, chunk_size: int = DEFAULT_STEP_CHUNK_SIZE,
+                      import_job_id: int | None = None, options: ReadOptions | None = None) -> ImportResult:
     """Import a file of step items (and their labels) into a steps project: all of it or, on any error, none.
 
     The file is read and stored ``chunk_size`` records at a time (one chunk in memory), all in one
     transaction. ``progress(rows)`` is called after each stored chunk with the lines read so far; it runs
     inside the import's transaction (see ``items_import``). ``ImportResult.rows`` counts the records read,
-    ``items`` the step items stored (a PRM800K row with no labeled step stores none).
+    ``items`` the step items stored (a PRM800K row with no labeled step stores none). ``options``: the
+    reader's (default ``import_read_options()``).
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
     name = display_name or Path(path).name
+    options = options or import_read_options()
     if project.task_kind != Project.TaskKind.STEPS:
         raise ReadError(path=name, line=0, field="(project)",
                         message=f"project {project.name!r} is not a step-labels project")
     if fmt == "auto":
-        fmt = format_detect(path, kind="steps", display_name=name)
+        fmt = format_detect(path, kind="steps", display_name=name, options=options)
     counter = RowCounter()
-    records = read(path, fmt, kind="steps", display_name=name, counter=counter)
+    records = read(path, fmt, kind="steps", display_name=name, counter=counter, options=options)
     source_name = f"{fmt}:{name}"[:_SOURCE_NAME_MAX]
     items = 0
     with transaction.atomic():
@@ -422,4 +465,4 @@ def step_items_import(*, project: Project, path: str | Path, fmt: str = "auto", 
                 progress(counter.rows)
         if counter.rows == 0:
             raise ReadError(path=name, line=0, field="(file)", message="the file has no rows")
-    return ImportResult(format=fmt, rows=counter.rows, items=items)
+    return ImportResult.of(fmt, counter, items)

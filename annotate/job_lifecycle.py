@@ -414,6 +414,12 @@ def job_reaper_start() -> None:
                 jobs_reap()
             except Exception:
                 log.exception("checking for jobs whose worker stopped")
+            try:
+                from annotate.imports import import_files_cleanup  # (annotate.imports imports this module)
+
+                import_files_cleanup()
+            except Exception:
+                log.exception("removing the files of failed imports")
             finally:
                 connection.close()
             time.sleep(settings.JOB_REAP_SECONDS)

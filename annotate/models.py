@@ -340,6 +340,14 @@ class ImportJob(Job):
     progress = models.PositiveIntegerField(default=0, help_text="Rows read so far.")
     total = models.PositiveIntegerField(default=0, help_text="Bytes of the file.")
     items = models.PositiveIntegerField(default=0)
+    options = models.JSONField(
+        default=dict, blank=True,
+        help_text='Choices made for this import: {"context_differs": "reject" | "keep", '
+                  '"identical": "reject" | "skip"}.')
+    summary = models.JSONField(
+        default=dict, blank=True,
+        help_text="What the import read and left aside: records, items, ignored fields (name: records), pairs kept "
+                  "flagged or skipped.")
 
     class Meta:
         ordering = ["-id"]

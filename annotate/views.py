@@ -243,7 +243,7 @@ def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
                       steps=project.task_kind == Project.TaskKind.STEPS)
     if request.method == "POST" and form.is_valid():
         job = import_job_create(project=project, upload=form.cleaned_data["file"], fmt=form.cleaned_data["format"],
-                                user=request.user)
+                                user=request.user, options=form.options())
         messages.success(request, f"Queued the import of {job.file_name}.")
         return redirect("annotate:import", project_id=project.pk)
     jobs = list(ImportJob.objects.filter(project=project)[:20])

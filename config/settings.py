@@ -198,6 +198,14 @@ ENDPOINT_SECRET = os.environ.get("ENDPOINT_SECRET", "")
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://localhost/")
 BROKER_DIR = Path(os.environ.get("CELERY_BROKER_DIR", VAR_DIR / "broker"))
 
+# --- Imports (annotate.imports) ----------------------------------------------------------------
+# The longest text field an import accepts (UTF-8 bytes; a line may hold 16 such fields): longer is
+# refused with its line and field, and memory stays bounded whatever the file holds.
+IMPORT_MAX_FIELD_BYTES = int(os.environ.get("IMPORT_MAX_FIELD_BYTES", str(1 << 20)))
+# The uploaded file of a failed or cancelled import is kept this many days (it can be retried), then
+# removed by the workers' periodic check; 0 removes a refused file at once.
+IMPORT_KEEP_FAILED_DAYS = float(os.environ.get("IMPORT_KEEP_FAILED_DAYS", "7"))
+
 # --- Jobs (annotate.job_lifecycle) ------------------------------------------------------------
 # A running job's worker renews its lease every JOB_HEARTBEAT_SECONDS for JOB_LEASE_SECONDS; every
 # worker looks every JOB_REAP_SECONDS for jobs whose lease has passed (their worker stopped) and

@@ -95,6 +95,9 @@ class PairRecord:
     model_b: str = ""
     metadata: dict = field(default_factory=dict)
     line: int = 0  # where it came from: the line, or the record (task) number of a JSON array
+    # The source's names of the two replies, for the errors about them ("chosen", "rejected"): which
+    # reply is stored as A is not the source's concern.
+    fields: tuple[str, str] = ("response_a", "response_b")
 
 
 @dataclass(slots=True)

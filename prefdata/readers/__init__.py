@@ -7,6 +7,8 @@
 
 Plain or gzip (``.jsonl.gz``, capped once decompressed), JSON Lines or a JSON array for the record
 formats; every error is a ``ReadError`` naming the file, the line (or record, or task) and the field.
+``ReadOptions`` holds the limits of a record (field, line, depth) and what becomes of identical replies
+and of conversations that differ before the replies.
 """
 
 from prefdata.readers.formats import (
@@ -20,16 +22,28 @@ from prefdata.readers.formats import (
     read,
 )
 from prefdata.readers.pair_formats import hh_transcript_split
-from prefdata.readers.stream import DEFAULT_MAX_BYTES, ReadError, RowCounter
+from prefdata.readers.stream import (
+    CONTEXT_DIFFERS,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_FIELD_BYTES,
+    IDENTICAL,
+    ReadError,
+    ReadOptions,
+    RowCounter,
+)
 
 __all__ = [
     "AUTO",
+    "CONTEXT_DIFFERS",
     "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_FIELD_BYTES",
     "DETECTION_ORDER",
     "FORMATS",
+    "IDENTICAL",
     "KINDS",
     "Format",
     "ReadError",
+    "ReadOptions",
     "RowCounter",
     "format_detect",
     "formats_for",

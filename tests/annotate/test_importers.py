@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 
 from annotate.importers import items_import
 from annotate.models import Completion, PairItem, Project, Prompt
-from prefdata.readers import ReadError, format_detect, formats_for, hh_transcript_split, read
+from prefdata.readers import ReadError, ReadOptions, format_detect, formats_for, hh_transcript_split, read
 from tests.conftest import SHARED_DATA
 from tests.factories import PairItemFactory, ProjectFactory
 
@@ -89,9 +89,20 @@ def test_real_hh_rlhf_sample_imports(tmp_path):
     source = SHARED_DATA / "hh-rlhf-helpful-base" / "helpful-base_test_first2000.jsonl"
     lines = source.read_text().splitlines()
     project = ProjectFactory()
-    result = items_import(project=project, path=source)
-    assert (result.format, result.items) == ("hh-rlhf", 2000)
-    # SOURCE.md: 9 pairs whose transcripts differ before the final turn; they are kept and flagged.
+    # SOURCE.md: 9 pairs whose transcripts differ before the final turn (the first on line 169), and one
+    # (line 722) whose chosen and rejected are the same: refused by default, naming the line.
+    with pytest.raises(ReadError) as excinfo:
+        items_import(project=project, path=source)
+    assert (excinfo.value.line, excinfo.value.field) == (169, "rejected")
+    with pytest.raises(ReadError) as excinfo:
+        items_import(project=project, path=source, options=ReadOptions(context_differs="keep"))
+    assert (excinfo.value.line, excinfo.value.field) == (722, "rejected")
+    assert "the same text as chosen" in str(excinfo.value)
+    assert not Prompt.objects.filter(project=project).exists()
+    # Kept flagged and left out, when asked for; the result counts both.
+    result = items_import(project=project, path=source, options=ReadOptions(context_differs="keep", identical="skip"))
+    assert (result.format, result.rows, result.items) == ("hh-rlhf", 2000, 1999)
+    assert (result.context_differs, result.identical_skipped, result.ignored_fields) == (9, 1, {})
     assert Prompt.objects.filter(project=project, metadata__context_differs=True).count() == 9
     row = json.loads(lines[0])
     item = PairItem.objects.filter(project=project).order_by("id").first()
@@ -111,13 +122,21 @@ def test_hh_rlhf_errors(tmp_path):
     assert not Prompt.objects.filter(project=project).exists()
 
 
-def test_nul_characters_are_dropped(tmp_path):
-    """PostgreSQL text cannot hold NUL: it is removed, not left to fail the whole import."""
+@pytest.mark.parametrize(("row", "field", "path"), [
+    ({"prompt": "q", "response_a": "a\u0000b", "response_b": "c"}, "response_a", "response_a"),
+    ({"prompt": [{"role": "user", "content": "q\u0000?"}], "response_a": "a", "response_b": "c"}, "prompt",
+     "prompt[0].content"),
+    ({"prompt": "q", "response_a": "a", "response_b": "c", "metadata": {"note": ["x", "y\u0000"]}}, "metadata",
+     "metadata.note[1]"),
+])
+def test_nul_characters_are_refused_naming_the_field(tmp_path, row, field, path):
+    """The stored text would not be what the file said (PostgreSQL text cannot hold NUL): refused."""
     project = ProjectFactory()
-    items_import(project=project, path=write_jsonl(tmp_path / "nul.jsonl", [
-        {"prompt": "q\u0000?", "response_a": "a\u0000b", "response_b": "c"}]))
-    item = PairItem.objects.get(project=project)
-    assert (item.prompt.messages[0]["content"], item.completion_a.text) == ("q?", "ab")
+    with pytest.raises(ReadError) as excinfo:
+        items_import(project=project, path=write_jsonl(tmp_path / "nul.jsonl", [pair_rows(1)[0], row]))
+    assert (excinfo.value.line, excinfo.value.field) == (2, field)
+    assert f"{path}: holds a NUL character" in str(excinfo.value)
+    assert not Prompt.objects.filter(project=project).exists()
 
 
 # -- streaming, chunks, progress, atomicity ----------------------------------------------------------------
@@ -266,7 +285,7 @@ def test_stored_rows_match_what_the_orm_would_store(tmp_path):
     project = ProjectFactory()
     rows = [{"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"}],
              "response_a": "4", "response_b": "tab\there\nnewline \\ backslash \"quote\" é 😀",
-             "metadata": {"nested": {"list": [1, 2.5, None, True]}, "nul": "x\u0000y"}}]
+             "metadata": {"nested": {"list": [1, 2.5, None, True]}, "escaped": "x\\u0000y"}}]
     items_import(project=project, path=write_jsonl(tmp_path / "orm.jsonl", rows))
     item = PairItem.objects.select_related("prompt", "completion_a", "completion_b").get(project=project)
     assert item.completion_b.text == rows[0]["response_b"]
@@ -274,7 +293,7 @@ def test_stored_rows_match_what_the_orm_would_store(tmp_path):
     # JSON is stored as JSON (not as a JSON string): key lookups work in the database.
     assert Prompt.objects.filter(project=project, messages__1__content="2+2?",
                                  metadata__nested__list__1=2.5).exists()
-    assert item.prompt.metadata["nul"] == "xy"
+    assert item.prompt.metadata["escaped"] == "x\\u0000y"  # an escaped backslash, not a NUL
     reference = PairItemFactory()
     for obj, ref in ((item, reference), (item.prompt, reference.prompt), (item.completion_a, reference.completion_a)):
         assert obj.created_at is not None and abs(obj.created_at - ref.created_at) < timedelta(minutes=5)
@@ -322,7 +341,7 @@ def test_every_format_is_listed_for_the_form_and_the_command():
 def test_formats_are_detected(name, fmt, items):
     project = ProjectFactory()
     assert format_detect(DATA / name) == fmt
-    result = items_import(project=project, path=DATA / name)
+    result = items_import(project=project, path=DATA / name, options=ReadOptions(context_differs="keep"))
     assert (result.format, result.items) == (fmt, items)
     assert PairItem.objects.filter(project=project).count() == items
 
@@ -441,14 +460,22 @@ def test_label_studio_errors_name_the_task(tmp_path):
 
 def test_arena_battles():
     project = ProjectFactory()
-    items_import(project=project, path=DATA / "arena.jsonl")
+    # A second turn: each model saw its own first reply. Refused by default, naming the line.
+    with pytest.raises(ReadError) as excinfo:
+        items_import(project=project, path=DATA / "arena.jsonl")
+    assert (excinfo.value.line, excinfo.value.field) == (2, "conversation_b")
+    assert "differs from conversation_a's" in str(excinfo.value)
+    result = items_import(project=project, path=DATA / "arena.jsonl", options=ReadOptions(context_differs="keep"))
+    assert result.context_differs == 1
     first, multi, tie = Prompt.objects.filter(project=project).order_by("id")
     item = first.pair_items.select_related("completion_a", "completion_b").get()
     assert first.messages == [{"role": "user", "content": "What is the difference between OpenCL and CUDA?"}]
     assert (item.completion_a.model_name, item.completion_b.model_name) == ("chatglm-6b", "koala-13b")
     assert item.completion_b.text == "CUDA only runs on NVIDIA GPUs."
-    assert first.metadata == {"source_preference": "B", "source_id": "q1", "language": "English", "turn": 1}
-    # A second turn: each model saw its own first reply; conversation_a's is kept and the row flagged.
+    # Arena's own fields are kept; its moderation tags would be listed as ignored.
+    assert first.metadata == {"source_preference": "B", "source_id": "q1", "language": "English", "turn": 1,
+                              "source_judge": "arena_user_1", "anony": True, "source_tstamp": 1682351591.1322}
+    # Kept: conversation_a's and the row flagged.
     assert [m["content"] for m in multi.messages] == ["Hi", "Hello from A", "Tell a joke"]
     assert (multi.metadata["source_preference"], multi.metadata["context_differs"]) == ("both_bad", True)
     assert tie.metadata["source_preference"] == "tie" and "context_differs" not in tie.metadata

@@ -226,13 +226,18 @@ def test_refuses_a_pairwise_project_an_unknown_format_and_an_empty_file(tmp_path
     assert not StepItem.objects.exists()
 
 
-def test_nul_characters_are_dropped(tmp_path):
+@pytest.mark.parametrize(("row", "field", "path"), [
+    ({"prompt": "p", "steps": ["a", "b\u0000"]}, "steps", "steps[1]"),
+    ({"prompt": "p", "steps": ["a"], "metadata": {"k\u0000": "v"}}, "metadata", "metadata (a key)"),
+])
+def test_nul_characters_are_refused_naming_the_field(tmp_path, row, field, path):
+    """The stored text would not be what the file said: refused, with its line and field."""
     project = steps_project()
-    path = write_jsonl(tmp_path / "nul.jsonl", [{"prompt": "p\u0000q", "steps": ["a\u0000b"],
-                                                 "metadata": {"k\u0000": "v\u0000"}}])
-    step_items_import(project=project, path=path)
-    item = StepItem.objects.get(project=project)
-    assert (item.prompt.last_user_text, item.steps, item.metadata) == ("pq", ["ab"], {"k": "v"})
+    with pytest.raises(ReadError) as excinfo:
+        step_items_import(project=project, path=write_jsonl(tmp_path / "nul.jsonl", [row]))
+    assert (excinfo.value.line, excinfo.value.field) == (1, field)
+    assert f"{path}: holds a NUL character" in str(excinfo.value)
+    assert not StepItem.objects.filter(project=project).exists()
 
 
 def test_all_big_bench_mistake_rows_import():

@@ -9,7 +9,7 @@ import pytest
 
 from annotate.importers import items_import, step_items_import
 from annotate.models import PairItem, Project, Prompt, StepItem
-from prefdata.readers import FORMATS, ReadError, RowCounter, format_detect, formats_for, read
+from prefdata.readers import FORMATS, ReadError, ReadOptions, RowCounter, format_detect, formats_for, read
 from prefdata.readers import stream as streams
 from tests.conftest import SHARED_DATA
 from tests.factories import ProjectFactory
@@ -41,11 +41,13 @@ def test_a_gzip_file_imports_the_same_pairs_as_the_plain_file(tmp_path):
     packed = gzip_copy(HH, tmp_path / "helpful-base.jsonl.gz")
     assert packed.read_bytes()[:2] == b"\x1f\x8b" and packed.stat().st_size < HH.stat().st_size / 2
     assert format_detect(packed) == "hh-rlhf"
-    assert list(read(packed, kind="pairs")) == list(read(HH, kind="pairs"))
+    # The sample's 9 pairs whose conversations differ are kept, its one pair of identical replies left out.
+    options = ReadOptions(context_differs="keep", identical="skip")
+    assert list(read(packed, kind="pairs", options=options)) == list(read(HH, kind="pairs", options=options))
     plain, zipped = ProjectFactory(), ProjectFactory()
-    items_import(project=plain, path=HH)
-    result = items_import(project=zipped, path=packed)
-    assert (result.format, result.rows, result.items) == ("hh-rlhf", 2000, 2000)
+    items_import(project=plain, path=HH, options=options)
+    result = items_import(project=zipped, path=packed, options=options)
+    assert (result.format, result.rows, result.items) == ("hh-rlhf", 2000, 1999)
 
     def stored(project):
         return list(PairItem.objects.filter(project=project).order_by("id").values_list(
@@ -125,13 +127,14 @@ def test_a_record_format_reads_from_a_json_array(tmp_path, name, kind, fmt):
     assert format_detect(array) == fmt
     assert format_detect(array, kind=kind) == fmt
     counter = RowCounter()
-    records = list(read(array, kind=kind, counter=counter))
-    expected = list(read(DATA / name, fmt, kind=kind))
+    options = ReadOptions(context_differs="keep")  # the Arena sample's second battle differs before the replies
+    records = list(read(array, kind=kind, counter=counter, options=options))
+    expected = list(read(DATA / name, fmt, kind=kind, options=options))
     # The same records; their "line" is the element's number in the array, the line's in JSON Lines.
     assert [(r.prompt, r.metadata) for r in records] == [(r.prompt, r.metadata) for r in expected]
     assert counter.rows == len(rows)
     gzip_copy(array, tmp_path / "records.json.gz")
-    assert list(read(tmp_path / "records.json.gz", kind=kind)) == records
+    assert list(read(tmp_path / "records.json.gz", kind=kind, options=options)) == records
 
 
 def test_json_array_errors_name_the_record(tmp_path):
