@@ -59,7 +59,7 @@ CONFIG = {
     ] + [
         # The one multipart/form-data body: a form's empty field is "not given" to DRF (the default applies),
         # where Schemathesis takes it for a value outside the enum.
-        {"include-path-regex": r"/imports/$", "include-method": "POST",
+        {"include-name": "POST /api/projects/{project_id}/imports/",
          "checks": {"negative_data_rejection": {"enabled": False}}},
     ],
 }
@@ -102,8 +102,10 @@ class World:
     def ids(self, name: str, value: object, path: str) -> object:
         """A generated id, or (for most valid ones) one of the stored rows' ids, so that requests reach them.
         The choice follows the generated value: the same on every run."""
-        if type(value) is not int or value < 1 or value % 5 == 0:
+        number = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
+        if type(number) is not int or not 1 <= number < 2**63 or number % 5 == 0:
             return value  # invalid on purpose, or left as drawn: a 404
+        value = number
         if name == "project_id":
             return (self.pairs.pk, self.steps.pk)[value % 2]
         rows = {"item_id": self.solutions if "/solutions/" in path else self.items, "judge_id": self.judges,
