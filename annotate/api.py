@@ -319,8 +319,9 @@ class ImportUploadSerializer(serializers.Serializer):
                                         help_text=IMPORT_OPTIONS["identical"][1])
 
 
-@extend_schema(request={"multipart/form-data": ImportUploadSerializer},
-               responses={202: ImportJobSerializer, 200: ImportJobSerializer(many=True)})
+@extend_schema(methods=["GET"], responses=ImportJobSerializer(many=True))
+@extend_schema(methods=["POST"], request={"multipart/form-data": ImportUploadSerializer},
+               responses={202: ImportJobSerializer})
 @api_view(["GET", "POST"])
 @parser_classes([MultiPartParser])
 def imports(request: Request, project_id: int) -> Response:
@@ -329,6 +330,11 @@ def imports(request: Request, project_id: int) -> Response:
     if request.method == "POST":
         data = ImportUploadSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        kind = "steps" if project.task_kind == Project.TaskKind.STEPS else "pairs"
+        if data.validated_data["format"] not in formats_for(kind):  # refused now, not by the worker later
+            raise serializers.ValidationError({"format": [
+                f"{data.validated_data['format']} is not a format of {kind}: this {project.task_kind} project "
+                f"imports {', '.join(formats_for(kind))}"]})
         job = import_job_create(project=project, upload=data.validated_data["file"],
                                 fmt=data.validated_data["format"], user=request.user,
                                 options={name: data.validated_data[name] for name in IMPORT_OPTIONS})

@@ -366,3 +366,31 @@ def test_the_hot_path_is_what_answers_on_postgresql():
         assert client.post(reverse("api_label_submit", args=[item.project_id, item.pk]), {"verdict": "A"},
                            content_type=JSON).status_code == 201
     assert len(queries) == 2
+
+
+# --- imports -------------------------------------------------------------------------------------------------------
+
+def test_an_import_in_a_format_of_the_other_kind_is_refused_at_once(settings, tmp_path):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from annotate.models import ImportJob
+    from prefdata.readers import formats_for
+
+    settings.MEDIA_ROOT = tmp_path
+    steps, user = researcher(task_kind=Project.TaskKind.STEPS)
+    client = session_client(user)
+    url = reverse("api_imports", args=[steps.pk])
+    pair_format = next(name for name in formats_for("pairs") if name != "auto")
+    data = error(client.post(url, {"file": SimpleUploadedFile("a.jsonl", b"{}\n"), "format": pair_format}), 400,
+                 "format")
+    assert pair_format in data["detail"] and "steps" in data["detail"]
+    assert not ImportJob.objects.exists()
+    step_format = next(name for name in formats_for("steps") if name != "auto")
+    response = client.post(url, {"file": SimpleUploadedFile("a.jsonl", b"{}\n"), "format": step_format})
+    assert response.status_code == 202, response.content
+
+
+def test_the_import_operations_document_their_own_answers(schema):
+    operations = schema["paths"]["/api/projects/{project_id}/imports/"]
+    assert "202" not in operations["get"]["responses"] and "200" not in operations["post"]["responses"]
+    assert operations["get"]["responses"]["200"]["content"][JSON]["schema"]["type"] == "array"
