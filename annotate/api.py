@@ -40,6 +40,7 @@ from annotate.labels import (
 )
 from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, StepItem, StepLabel, Verdict
 from annotate.quality import disputed_items, project_quality
+from annotate.roles import CREATE_PROJECT, permission_require
 from annotate.selectors import (
     job_get_for_user,
     jobs_for_project,
@@ -132,8 +133,9 @@ class PairLabelSerializer(serializers.ModelSerializer):
 @extend_schema(methods=["POST"], request=ProjectSerializer, responses={201: ProjectSerializer})
 @api_view(["GET", "POST"])
 def project_list(request: Request) -> Response:
-    """Your projects; POST creates one, with you as its researcher."""
+    """Your projects; POST creates one, with you as its researcher (researchers only: see ``annotate.roles``)."""
     if request.method == "POST":
+        permission_require(user=request.user, permission=CREATE_PROJECT, doing="create projects")
         data = ProjectSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         project = project_create(created_by=request.user, **data.validated_data)
@@ -467,4 +469,4 @@ def job_retry_api(request: Request, project_id: int, slug: str, job_id: int) -> 
     if not job.can_retry:
         return Response({"detail": f"The job is {job.status}: only a failed or cancelled job can be retried."},
                         status=status.HTTP_409_CONFLICT)
-    return Response(JobSerializer(job_retry(job=job)).data)
+    return Response(JobSerializer(job_retry(job=job, user=request.user)).data)

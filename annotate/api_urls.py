@@ -1,14 +1,13 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from rest_framework.authtoken.views import obtain_auth_token
 
 import annotate.api_errors  # noqa: F401 (registers the <id:...> path converter)
-from annotate import api
+from annotate import api, auth_api
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api_schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api_schema"), name="api_docs"),
-    path("token/", obtain_auth_token, name="api_token"),
+    path("token/", auth_api.obtain_token, name="api_token"),
     path("projects/", api.project_list, name="api_project_list"),
     path("projects/<id:project_id>/", api.project_detail, name="api_project_detail"),
     path("projects/<id:project_id>/next/", api.next_item, name="api_next_item"),

@@ -22,6 +22,7 @@ through both paths and compares.
 from __future__ import annotations
 
 import json
+import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -32,11 +33,13 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import Throttled
 from rest_framework.fields import DateTimeField
 
 from annotate.api_errors import token_key_valid
 from annotate.labels import PAIR_LABEL_ANSWER_FIELDS, pair_label_clean, presentation_order
 from annotate.models import ItemSkip, ItemSlot, Membership, PairItem, PairLabel, Project, Prompt
+from annotate.throttles import user_throttle_wait
 
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 _datetime = DateTimeField().to_representation  # the API's format for datetimes
@@ -209,6 +212,16 @@ def _json(data: dict | str, status: int) -> HttpResponse:
     return response
 
 
+def _throttled(caller: Caller) -> HttpResponse | None:
+    """The user's request limit (``annotate.throttles``), answered as DRF answers it: 429 and Retry-After."""
+    wait = user_throttle_wait(caller.user_id)
+    if wait is None:
+        return None
+    response = _json({"detail": str(Throttled(wait).detail)}, 429)
+    response["Retry-After"] = str(math.ceil(wait))
+    return response
+
+
 def pair_next(request: HttpRequest, project_id: int) -> HttpResponse | None:
     """GET next: the pair to label with the side order to show it in, or 204 when none is left."""
     if request.method != "GET":
@@ -216,6 +229,8 @@ def pair_next(request: HttpRequest, project_id: int) -> HttpResponse | None:
     caller = _caller(request, project_id)
     if caller is None:
         return None
+    if (throttled := _throttled(caller)) is not None:
+        return throttled
     gold = bool(caller.gold_rate) and random.random() < caller.gold_rate
     row = pair_lease_next_sql(caller=caller, gold=gold, now=timezone.now())
     if row is None:
@@ -259,6 +274,8 @@ def pair_label(request: HttpRequest, project_id: int, item_id: int) -> HttpRespo
     fields = _label_fields(request, caller.criteria)
     if fields is None:
         return None
+    if (throttled := _throttled(caller)) is not None:
+        return throttled
     shown_order = presentation_order(user_id=caller.user_id, item_id=item_id)
     row = pair_label_store_sql(caller=caller, item_id=item_id, fields=fields, shown_order=shown_order,
                                now=timezone.now())

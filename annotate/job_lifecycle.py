@@ -343,9 +343,15 @@ def job_cancel(*, job: J) -> J:
     return job
 
 
-def job_retry(*, job: J) -> J:
+def job_retry(*, job: J, user=None) -> J:
     """Queue a failed or cancelled job again; it resumes where the work allows (judged pairs, generated
-    prompts and training checkpoints are kept)."""
+    prompts and training checkpoints are kept). A person (``user``) retrying a job that spends needs the
+    researcher's permission to start one."""
+    if user is not None and job.spends:
+        from annotate.roles import job_start_permission, permission_require
+
+        permission_require(user=user, permission=job_start_permission(type(job)),
+                           doing=f"start {job._meta.verbose_name_plural}")
     with transaction.atomic():
         updated = job.__class__.objects.filter(pk=job.pk, status__in=(JobStatus.FAILED, JobStatus.CANCELLED)).update(
             status=JobStatus.QUEUED, error="", finished_at=None, lease_until=None, lease_token="", attempt=0)

@@ -44,6 +44,9 @@ class Job(models.Model):
     page_url_name: ClassVar[str] = ""
     # Starts allowed in all: after that many, a job whose worker stopped again fails.
     max_attempts: ClassVar[int] = 3
+    # Spends compute or money: starting or retrying one needs the researcher's permission
+    # (``annotate.roles``), not only the project's researcher role.
+    spends: ClassVar[bool] = False
 
     status = models.CharField(max_length=20, choices=JobStatus.choices, default=JobStatus.QUEUED)
     progress = models.PositiveIntegerField(default=0)

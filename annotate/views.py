@@ -360,7 +360,7 @@ def job_action(request: HttpRequest, project_id: int, slug: str, job_id: int, ac
             messages.error(request, f"{job} is {job.get_status_display().lower()}: there is nothing to cancel.")
     else:
         if job.can_retry:
-            job = job_retry(job=job)
+            job = job_retry(job=job, user=request.user)
             messages.success(request, f"Queued {job} again: it resumes where it can.")
         else:
             messages.error(request, f"{job} is {job.get_status_display().lower()}: only a failed or cancelled job "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -66,6 +67,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "csp",
+    "axes",
     "annotate",
     "synth",
     "judges",
@@ -82,6 +84,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: turns a lockout (too many failed logins) into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -144,6 +148,31 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "annotate:project_list"
 LOGOUT_REDIRECT_URL = "login"
 
+# Logins: django-axes counts failures per IP address and per account (username), in the database; past
+# AXES_FAILURE_LIMIT either is locked out for AXES_COOLOFF_TIME (the login page, the admin and tokens).
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = int(os.environ.get("LOGIN_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("LOGIN_LOCKOUT_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False
+
+# Request rates of the API ("N/s|min|hour|day"; empty: no limit), counted in the default cache
+# (annotate.throttles): per signed-in user (the annotation hot path included), per anonymous IP address,
+# and for getting a token, per IP address and per account.
+API_THROTTLE_RATES = {
+    "user": os.environ.get("API_RATE_USER", "6000/min") or None,
+    "anon": os.environ.get("API_RATE_ANON", "120/min") or None,
+    "login_ip": os.environ.get("API_RATE_LOGIN_IP", "30/min") or None,
+    "login_account": os.environ.get("API_RATE_LOGIN_ACCOUNT", "10/min") or None,
+}
+# The cache that counts them: this process's memory by default (each web process counts on its own);
+# set CACHE_URL (redis://...) so that every process shares the counts.
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+if os.environ.get("CACHE_URL"):
+    CACHES["default"] = {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                         "LOCATION": os.environ["CACHE_URL"]}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "annotate.api_errors.TokenAuthentication",
@@ -161,6 +190,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["annotate.throttles.UserThrottle", "annotate.throttles.AnonThrottle"],
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Preference data API",

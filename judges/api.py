@@ -58,5 +58,5 @@ def judge_run_start(request: Request, project_id: int, judge_id: int) -> Respons
     judge = Judge.objects.filter(pk=judge_id).first()
     if judge is None:
         raise NotFound("No such judge.")
-    run = judge_run_create(judge=judge, project=project)
+    run = judge_run_create(judge=judge, project=project, user=request.user)
     return Response(JudgeRunStartedSerializer(run).data, status=202)

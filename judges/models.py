@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -172,9 +173,13 @@ class JudgeRun(Job):
     task_name = "judges.tasks.judge_run_execute_task"
     slug = "judge-runs"
     page_url_name = "judges:runs"
+    spends = True
 
     judge = models.ForeignKey(Judge, on_delete=models.CASCADE, related_name="runs")
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="judge_runs")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    cost = models.FloatField(default=0.0, help_text="Spent so far on a paid endpoint (currency units).")
 
     class Meta:
         ordering = ["-id"]

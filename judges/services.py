@@ -9,17 +9,19 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 
 from annotate.job_lifecycle import REQUEUE, JobContext, job_cancel, job_queue, job_run
 from annotate.models import PairItem, Project, StepItem, StepLabel
+from annotate.roles import job_start_permission, permission_require
 from annotate.services import pair_items_prioritize, step_labels_store
 from judges.models import DEFAULT_QUESTION, AIJudgment, Judge, JudgeRun
 from synth.backends.base import Backend, Sampling
 from synth.models import Constitution
-from synth.services import endpoint_backend
+from synth.services import Spending, endpoint_backend, endpoint_use_check
 
 log = logging.getLogger(__name__)
 
@@ -330,9 +332,16 @@ def judge_project_check(*, judge: Judge, project: Project) -> None:
                                         f"{' or '.join(modes)})"})
 
 
-def judge_run_create(*, judge: Judge, project: Project, start: bool = True) -> JudgeRun:
+def judge_run_create(*, judge: Judge, project: Project, start: bool = True,
+                     user: AbstractBaseUser | None = None) -> JudgeRun:
+    """A run of ``judge`` over ``project``, queued unless ``start`` is False. With ``user`` (a person asking,
+    not the platform), they need the researcher's permission and the judge's endpoint must be open to them
+    and the project."""
+    if user is not None:
+        permission_require(user=user, permission=job_start_permission(JudgeRun), doing="start judge runs")
     judge_project_check(judge=judge, project=project)
-    run = JudgeRun.objects.create(judge=judge, project=project)
+    endpoint_use_check(endpoint=judge.endpoint, project=project, user=user)
+    run = JudgeRun.objects.create(judge=judge, project=project, created_by=user)
     if start:
         job_queue(run)
     return run
@@ -373,13 +382,16 @@ def _judge_run_chunk(run: JudgeRun, ctx: JobContext, *, batch_size: int, chunk_s
     ctx.progress(done, total)
     todo = list(pending[:chunk_size] if chunk_size else pending)
     backend = endpoint_backend(endpoint=judge.endpoint)
+    spending = Spending(endpoint=judge.endpoint, backend=backend, spent=run.cost)
     for start in range(0, len(todo), batch_size):
         ctx.check()
+        spending.check()
         batch = todo[start : start + batch_size]
         if steps:
             step_items_judge(judge=judge, items=batch, backend=backend)
         else:
             items_judge(judge=judge, items=batch, run=run, backend=backend)
+        JudgeRun.objects.filter(pk=run.pk).update(cost=spending.batch_done())
         done += len(batch)
         ctx.progress(done, total)
     if len(todo) < remaining:

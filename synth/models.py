@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 
 from annotate.jobs import Job
@@ -30,6 +31,15 @@ class ModelEndpoint(models.Model):
     # Price, for the cost of judgments (currency units per million tokens).
     cost_per_million_input = models.FloatField(default=0.0)
     cost_per_million_output = models.FloatField(default=0.0)
+    # Who may spend on it, and how much one run may spend.
+    allowed_projects = models.ManyToManyField("annotate.Project", blank=True, related_name="+",
+                                              help_text="Only these projects may use it; none chosen: every project.")
+    allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+",
+                                           help_text="Only these researchers may start work on it; none chosen: "
+                                                     "every researcher.")
+    max_cost_per_run = models.FloatField(
+        null=True, blank=True, help_text="A judge run or generation job stops before it spends more than this "
+                                         "(currency units, from the prices above); empty: no cap.")
     # Lineage: the training job that produced this model, if any ("training.TrainingJob").
     created_by_job_id = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -116,11 +126,15 @@ class SynthesisJob(Job):
     task_name = "synth.tasks.synthesis_job_run_task"
     slug = "synthesis"
     page_url_name = "synth:jobs"
+    spends = True
 
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="synthesis_jobs")
     endpoint = models.ForeignKey(ModelEndpoint, on_delete=models.PROTECT, related_name="synthesis_jobs")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.PAIRS)
     params = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    cost = models.FloatField(default=0.0, help_text="Spent so far on a paid endpoint (currency units).")
 
     class Meta:
         ordering = ["-id"]

@@ -10,11 +10,14 @@ import zipfile
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.db.models import Count, F, Sum
 
-from annotate.job_lifecycle import JobContext, job_queue, job_run
+from annotate.job_lifecycle import JobContext, JobFailed, job_queue, job_run
 from annotate.models import Completion, Project, Prompt
+from annotate.roles import job_start_permission, permission_require
 from annotate.services import pair_item_create
 from synth.backends.base import Backend, Sampling
 from synth.backends.loader import backend_load
@@ -120,12 +123,65 @@ def demo_model_ensure() -> ModelEndpoint:
     return endpoint
 
 
+def endpoint_use_check(*, endpoint: ModelEndpoint, project: Project, user: AbstractBaseUser | None) -> None:
+    """PermissionDenied unless the endpoint may be used for ``project`` by ``user`` (None: the platform
+    itself, e.g. a command run by an operator, which the researcher limit does not bind)."""
+    if endpoint.allowed_projects.exists() and not endpoint.allowed_projects.filter(pk=project.pk).exists():
+        raise PermissionDenied(f"The endpoint {endpoint.name!r} is limited to other projects.")
+    if (user is not None and not user.is_superuser and endpoint.allowed_users.exists()
+            and not endpoint.allowed_users.filter(pk=user.pk).exists()):
+        raise PermissionDenied(f"The endpoint {endpoint.name!r} is limited to other researchers.")
+
+
+def endpoint_cost(*, endpoint: ModelEndpoint, prompt_tokens: int, completion_tokens: int) -> float:
+    """What these tokens cost on the endpoint (currency units)."""
+    return (prompt_tokens * endpoint.cost_per_million_input
+            + completion_tokens * endpoint.cost_per_million_output) / 1e6
+
+
+def backend_tokens(backend: Backend) -> tuple[int, int]:
+    """(prompt, completion) tokens the backend has been paid for so far (0, 0 for a local model)."""
+    usage = getattr(backend, "usage", None)
+    return (usage.prompt_tokens, usage.completion_tokens) if usage is not None else (0, 0)
+
+
+class Spending:
+    """A run's spending on its endpoint: what it spent before, plus what its backend paid since; refuses
+    a next batch that would pass the endpoint's cap at the cost of the last batch."""
+
+    def __init__(self, *, endpoint: ModelEndpoint, backend: Backend, spent: float) -> None:
+        self.endpoint, self.backend, self.spent = endpoint, backend, spent
+        self.last_batch = 0.0
+        self._tokens = backend_tokens(backend)
+
+    def batch_done(self) -> float:
+        tokens = backend_tokens(self.backend)
+        self.last_batch = endpoint_cost(endpoint=self.endpoint, prompt_tokens=tokens[0] - self._tokens[0],
+                                        completion_tokens=tokens[1] - self._tokens[1])
+        self._tokens = tokens
+        self.spent += self.last_batch
+        return self.spent
+
+    def check(self) -> None:
+        cap = self.endpoint.max_cost_per_run
+        if cap is not None and (self.spent + self.last_batch > cap or 0 < cap <= self.spent):
+            raise JobFailed(
+                f"Stopped at the spending cap of {self.endpoint.name!r}: spent {self.spent:.6g} of {cap:g} a run, "
+                f"and the next batch would pass it. What is done is kept: raise the endpoint's maximum cost "
+                f"per run, then retry to go on.")
+
+
 def synthesis_job_create(*, project: Project, endpoint: ModelEndpoint, max_new_tokens: int = 64,
                          temperature: float = 0.8, top_p: float = 0.95, seed: int | None = 0,
-                         batch_size: int = 8, start: bool = True) -> SynthesisJob:
+                         batch_size: int = 8, start: bool = True, user: AbstractBaseUser | None = None) -> SynthesisJob:
+    """A generation job, queued unless ``start`` is False. With ``user`` (a person asking, not the platform),
+    they need the researcher's permission and the endpoint must be open to them and the project."""
+    if user is not None:
+        permission_require(user=user, permission=job_start_permission(SynthesisJob), doing="start generation")
+    endpoint_use_check(endpoint=endpoint, project=project, user=user)
     params = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
               "batch_size": batch_size}
-    job = SynthesisJob.objects.create(project=project, endpoint=endpoint, params=params,
+    job = SynthesisJob.objects.create(project=project, endpoint=endpoint, params=params, created_by=user,
                                       total=project.prompts.count())
     if start:
         job_queue(job)
@@ -150,8 +206,10 @@ def _synthesis_work(job: SynthesisJob, ctx: JobContext) -> None:
     done, total = len(done_prompts), len(done_prompts) + len(todo)
     ctx.progress(done, total)
     backend = endpoint_backend(endpoint=job.endpoint)
+    spending = Spending(endpoint=job.endpoint, backend=backend, spent=job.cost)
     for start in range(0, len(todo), batch_size):
         ctx.check()
+        spending.check()
         batch = todo[start : start + batch_size]
         replies = backend.generate([p.messages for p in batch], sampling)
         with transaction.atomic():
@@ -165,6 +223,7 @@ def _synthesis_work(job: SynthesisJob, ctx: JobContext) -> None:
                     [Generation(completion=c, endpoint=job.endpoint, job=job, sampling=c.sampling) for c in made]
                 )
                 pair_item_create(prompt=prompt, completion_a=made[0], completion_b=made[1])
+            SynthesisJob.objects.filter(pk=job.pk).update(cost=spending.batch_done())
         done += len(batch)
         ctx.progress(done, total)
 

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from annotate.models import Membership, PairItem, Project
+from annotate.roles import researchers_group_ensure
 from annotate.services import project_create, project_member_add, prompts_create
 from judges.models import Judge
 from synth.models import ModelEndpoint, SynthesisJob
@@ -53,6 +54,7 @@ class DemoSetup:
 
 
 def demo_users() -> dict[str, object]:
+    researchers_group_ensure()  # "admin" is a superuser; the group is there for the next researchers
     User = get_user_model()
     users = {}
     for username, password in LOGINS.items():

@@ -44,6 +44,7 @@ class TrainingJob(Job):
     task_name = "training.tasks.training_job_run_task"
     slug = "training"
     page_url_name = "training:datasets"
+    spends = True
     project_path = "snapshot__project"
 
     # training.ml.registry: the script, the record kind it trains on and its config dataclass.

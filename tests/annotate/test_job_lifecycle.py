@@ -160,7 +160,10 @@ def test_a_cancelled_synthesis_job_stops_at_its_next_batch_and_a_retry_finishes_
 
 @pytest.fixture
 def researcher(client):
+    from annotate.roles import researcher_grant
+
     member = MembershipFactory(researcher=True)
+    researcher_grant(user=member.user)  # retrying a job that spends needs the researcher's permission
     client.force_login(member.user)
     return member
 

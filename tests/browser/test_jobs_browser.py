@@ -7,6 +7,7 @@ import pytest
 from django.utils import timezone
 
 from annotate.models import ImportJob
+from annotate.roles import researcher_grant
 from judges.models import Judge, JudgeRun
 from synth.models import ModelEndpoint, SynthesisJob
 from tests.browser.conftest import csp_watch, login
@@ -46,6 +47,7 @@ def test_cancel_and_retry_from_each_job_page(browser, live_server, width, monkey
     queued = []
     monkeypatch.setattr("annotate.job_lifecycle.job_queue", queued.append)  # no worker here: record it
     member = MembershipFactory(researcher=True, user__username=f"researcher{width}")
+    researcher_grant(user=member.user)  # retrying a job that spends needs the researcher's permission
     project = member.project
     context = browser.new_context(viewport={"width": width, "height": 900})
     violations = csp_watch(context)
