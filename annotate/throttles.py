@@ -36,12 +36,10 @@ def _window_wait(scope: str, ident: str) -> float | None:
     now = time.time()
     window = int(now // duration)
     key = f"throttle:{scope}:{ident}:{window}"
-    cache.add(key, 0, duration + 1)
-    try:
+    try:  # one cache operation a request, but the first of each window
         count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, duration + 1)
-        count = 1
+    except ValueError:  # the window's first request
+        count = 1 if cache.add(key, 1, duration + 1) else cache.incr(key)
     return None if count <= number else (window + 1) * duration - now
 
 
