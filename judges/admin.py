@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.html import format_html_join
 
 from annotate.admin import JobAdmin
 from judges.models import AIJudgment, Judge, JudgeRun
@@ -29,8 +30,19 @@ class JudgeAdmin(admin.ModelAdmin):
 
 @admin.register(JudgeRun)
 class JudgeRunAdmin(JobAdmin):
-    list_display = ["id", "judge", "project", "status", "progress", "total", "attempt"]
+    list_display = ["id", "judge", "project", "status", "progress", "total", "unparsed_share", "attempt"]
     list_filter = ["status"]
+    exclude = ["unparsed_examples"]
+    readonly_fields = ["answers", "unparsed", "unparsed_shown"]
+
+    @admin.display(description="Unparsed answers")
+    def unparsed_share(self, obj: JudgeRun) -> str:
+        return f"{obj.unparsed} of {obj.answers}" if obj.answers else "-"
+
+    @admin.display(description="Unparsed examples")
+    def unparsed_shown(self, obj: JudgeRun) -> str:
+        # Model text: escaped by format_html_join, never marked safe as it is.
+        return format_html_join("", "<pre>{}</pre>", ((text,) for text in obj.unparsed_examples)) or "-"
 
 
 @admin.register(AIJudgment)

@@ -1,3 +1,4 @@
+from django.db.models import Sum
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers
@@ -6,10 +7,10 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate.models import Membership
+from annotate.models import Membership, Project
 from annotate.selectors import project_get_for_user
 from judges.leaderboard import SOURCES, project_leaderboard
-from judges.models import AIJudgment, Judge, JudgeRun
+from judges.models import UNPARSED_EXAMPLES, AIJudgment, Judge, JudgeRun
 from judges.reports import judge_report
 from judges.services import judge_run_create
 
@@ -26,9 +27,18 @@ def leaderboard(request: Request, project_id: int) -> Response:
     return Response({"source": source, "models": project_leaderboard(project=project, source=source)})
 
 
+_UNPARSED_SCHEMA = {"type": "object", "properties": {
+    "answers": {"type": "integer", "description": "Generated answers read by the judge's runs on the project."},
+    "unparsed": {"type": "integer", "description": "Those no verdict, score or yes/no was found in (a tie each)."},
+    "share": {"type": "number", "nullable": True},
+    "examples": {"type": "array", "items": {"type": "string"}, "description": "A few, trimmed: model text."}},
+    "required": ["answers", "unparsed", "share", "examples"]}
+
+
 @extend_schema(responses={200: {"type": "array", "items": {
-    "type": "object", "properties": {"judge": {"type": "string"}, "version": {"type": "integer"}},
-    "required": ["judge", "version"], "additionalProperties": {}}}})
+    "type": "object", "properties": {"judge": {"type": "string"}, "version": {"type": "integer"},
+                                     "unparsed": _UNPARSED_SCHEMA},
+    "required": ["judge", "version", "unparsed"], "additionalProperties": {}}}})
 @api_view(["GET"])
 def judge_reports(request: Request, project_id: int) -> Response:
     """Researchers: each judge's agreement with people, position bias, self-consistency, calibration, cost."""
@@ -38,8 +48,22 @@ def judge_reports(request: Request, project_id: int) -> Response:
     for judge in Judge.objects.filter(pk__in=judge_ids):
         report = judge_report(judge=judge, project=project)
         report.pop("calibration_svg")
-        out.append({"judge": judge.name, "version": judge.template_version, **report})
+        out.append({"judge": judge.name, "version": judge.template_version, **report,
+                    "unparsed": _unparsed_summary(judge=judge, project=project)})
     return Response(out)
+
+
+def _unparsed_summary(*, judge: Judge, project: Project) -> dict:
+    """Over the judge's runs on the project: generated answers read, those no verdict, score or yes/no was
+    found in (each counted as a tie), and a few of them (model text) from the latest runs."""
+    runs = JudgeRun.objects.filter(judge=judge, project=project)
+    totals = runs.aggregate(answers=Sum("answers"), unparsed=Sum("unparsed"))
+    answers, unparsed = totals["answers"] or 0, totals["unparsed"] or 0
+    examples: list[str] = []
+    for shown in runs.filter(unparsed__gt=0).order_by("-id").values_list("unparsed_examples", flat=True)[:5]:
+        examples += shown[: UNPARSED_EXAMPLES - len(examples)]
+    return {"answers": answers, "unparsed": unparsed,
+            "share": round(unparsed / answers, 4) if answers else None, "examples": examples}
 
 
 class JudgeRunStartedSerializer(serializers.ModelSerializer):

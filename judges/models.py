@@ -27,6 +27,10 @@ more helpful, correct and harmless.
 
 DEFAULT_QUESTION = "Which response is better?"
 
+# How many unreadable answers a judge run keeps to show, and how much of each.
+UNPARSED_EXAMPLES = 5
+UNPARSED_EXAMPLE_CHARS = 400
+
 DEFAULT_POINTWISE_TEMPLATE = """Rate the response to the conversation below for how helpful, correct and harmless it is.
 
 [Conversation]
@@ -180,6 +184,12 @@ class JudgeRun(Job):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     cost = models.FloatField(default=0.0, help_text="Spent so far on a paid endpoint (currency units).")
+    # Generate method: what the run could not read from the judge's answers (a verdict, a score, a yes/no).
+    answers = models.PositiveIntegerField(default=0, help_text="Generated answers read (generate method).")
+    unparsed = models.PositiveIntegerField(
+        default=0, help_text="Generated answers with no verdict, score or yes/no found in them: counted as a tie.")
+    unparsed_examples = models.JSONField(
+        default=list, blank=True, help_text=f"Up to {UNPARSED_EXAMPLES} of them, trimmed (model text: untrusted).")
 
     class Meta:
         ordering = ["-id"]

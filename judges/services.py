@@ -7,7 +7,7 @@ import logging
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -18,7 +18,7 @@ from annotate.job_lifecycle import REQUEUE, JobContext, job_cancel, job_queue, j
 from annotate.models import PairItem, Project, StepItem, StepLabel
 from annotate.roles import job_start_permission, permission_require
 from annotate.services import pair_items_prioritize, step_labels_store
-from judges.models import DEFAULT_QUESTION, AIJudgment, Judge, JudgeRun
+from judges.models import DEFAULT_QUESTION, UNPARSED_EXAMPLE_CHARS, UNPARSED_EXAMPLES, AIJudgment, Judge, JudgeRun
 from synth.backends.base import Backend, Sampling
 from synth.models import Constitution
 from synth.services import Spending, endpoint_backend, endpoint_use_check
@@ -41,26 +41,93 @@ def judge_prompt(*, template: str, conversation: Sequence[dict], first: str, sec
     return [{"role": "user", "content": _PLACEHOLDER.sub(lambda m: values[m.group(1)], template)}]
 
 
-_VERDICT_PATTERNS = [
-    re.compile(r"\[\[\s*([AB])\s*\]\]"),  # MT-Bench: [[A]]
-    re.compile(r"(?:final\s+)?(?:verdict|answer|choice)\s*(?:is)?\s*[:\-]?\s*\**\s*(?:response\s+)?\(?([AB])\b\)?",
-               re.IGNORECASE),
-    re.compile(r"\b(?:response|output|assistant)\s+\(?([AB])\)?\s+is\s+(?:better|preferred|superior)", re.IGNORECASE),
+# What judges write (tests/judges/test_verdict_parse.py holds real answers of the demo model). A side is named
+# as shown: a capital letter alone, a noun and a letter or number ("Response (b)", "Output 2": 1 is A), or
+# "the first / second (response)". Every repetition is bounded, so that reading stays linear in the text.
+_NOUN = r"(?i:response|output|answer|assistant|option|candidate|completion|model|reply)s?"
+_SIDE = (rf"(?:\b{_NOUN}\s{{0,3}}(?:[AB]\b|\(\s?[ABab12]\s?\)|\[\s?[ABab12]\s?\]|[12]\b)"
+         r"|(?<![\w'’])\(?[AB]\)?(?![\w'’])"
+         r"|\b(?i:the\s{1,3})?(?i:first|former|second|latter)(?:\s{1,3}(?i:response|one|answer|output|option)\b)?)")
+_Q = r"[*\"'“”`]{0,3}"  # bold or quotes around a side
+# Both sides at once ("A or B", "Response A and Response B", "A/B") name neither: blanked before reading.
+_BOTH_SIDES = re.compile(rf"{_SIDE}{_Q}\s{{0,3}}(?:/|&|(?i:or|and|nor|vs\.?|versus)\b)\s{{0,3}}{_Q}{_SIDE}")
+_S = rf"{_Q}(?P<side>{_SIDE}){_Q}"
+_ADV = (r"(?:(?i:clearly|definitely|obviously|indeed|much|slightly|somewhat|far|significantly|overall|also|still|"
+        r"actually|generally|the|a|an|my|final|is|would\s{1,3}be)\s{1,3}){0,4}")
+_BETTER = (r"(?i:better|best|preferred|preferable|superior|stronger|winner|correct|right|more\s{1,3}(?:helpful|"
+           r"accurate|correct|relevant|complete|informative|detailed|appropriate|coherent|clear|concise|engaging|"
+           r"creative|harmless))")
+_WORSE = (r"(?i:worse|worst|inferior|weaker|incorrect|wrong|less\s{1,3}(?:helpful|accurate|correct|relevant|"
+          r"complete|informative|detailed|appropriate|coherent|clear))")
+_COPULA = r"(?i:is|was|seems(?:\s{1,3}to\s{1,3}be)?|appears(?:\s{1,3}to\s{1,3}be)?|would\s{1,3}be|looks|remains)"
+_THEN = rf"\s{{0,3}}(?:{_COPULA}(?:\s{{0,3}}[:=\-])?|[:=\-])\s{{0,3}}"  # "is", "would be:", ":"
+# Explicit verdicts, as (what the side means, pattern): the side named, the other one ("A is worse"), or a tie.
+_EXPLICIT = [
+    ("side", re.compile(r"\[\[\s?(?P<side>[AB12]|C|(?i:tie))\s?\]\]")),  # MT-Bench: [[A]], [[B]], [[C]] (a tie)
+    ("side", re.compile(rf"{_S}\s{{0,3}}{_COPULA}\s{{1,3}}{_ADV}{_BETTER}\b")),  # A is better; Output (2) is correct
+    ("other", re.compile(rf"{_S}\s{{0,3}}{_COPULA}\s{{1,3}}{_ADV}{_WORSE}\b")),  # B is incorrect
+    ("side", re.compile(rf"\b(?:{_BETTER}|(?i:winning))(?:\s{{1,3}}{_NOUN}|\s{{1,3}}(?i:one|choice))?{_THEN}{_ADV}"
+                        rf"{_S}")),  # the better response is B; Best: A
+    ("side", re.compile(rf"\b(?i:verdict|answer|choice|decision|pick|preference|conclusion|selection|judge?ment)"
+                        rf"{_THEN}{_ADV}{_S}")),  # Final verdict: A; the answer is **B**
+    ("side", re.compile(rf"\b(?i:choose|chose|pick|prefer|select|go\s{{1,3}}with|vote\s{{1,3}}for|recommend|suggest|"
+                        rf"favou?r|(?:would|'d)\s{{1,3}}say|answer\s{{1,3}}with)\s{{1,3}}{_ADV}{_S}")),  # I prefer B
+    ("tie", re.compile(r"\b(?i:tie|tied)\b"
+                       r"|\b(?i:neither)\b(?=\s{0,3}(?:[.!,;:\n]|$|(?i:response|answer|output|option|one|of|is|are)\b))"
+                       r"|\b(?i:both)\b(?:\s{1,3}(?i:responses|answers|outputs|options|of\s{1,3}them|are|were|seem|"
+                       r"look)){0,3}\s{1,3}(?i:equally|similarly|just\s{1,3}as|about\s{1,3}as|the\s{1,3}same|"
+                       r"as\s{1,3}good|as\s{1,3}bad|bad|wrong|incorrect|unhelpful|poor)\b"
+                       r"|\b(?i:equally\s{1,3}(?:good|bad|helpful|unhelpful|valid|correct|incorrect|poor|strong|weak))\b"
+                       r"|\b(?i:no\s{1,3}(?:clear\s{1,3})?(?:winner|difference|preference))\b")),
 ]
+# Weaker signs, read only when there is no explicit verdict: the answer starts with a side ("A.", "B\n...",
+# "Assistant A", "A: because ..."; not "Response A: <its text>"), or every bold side is the same one.
+_START = re.compile(rf"\A\s*[#*\"'“`(\[]{{0,4}}\s{{0,3}}(?:(?P<side>{_SIDE})[*\"'”`)\]]{{0,4}}\s{{0,3}}(?:[.!\n]|\Z)"
+                    rf"|(?P<letter>[AB])[*\"'”`)\]]{{0,4}}\s{{0,3}}:)")
+_BOLD = re.compile(rf"\*\*\s{{0,3}}(?P<side>{_SIDE})\s{{0,3}}[.!]?\s{{0,3}}\*\*(?!\s{{0,3}}:)")
+_OTHER = {"first": "second", "second": "first", "tie": "tie"}
+
+
+def _side(phrase: str) -> str:
+    """"first", "second" or "tie" for a side as matched ("Response (b)", "Output 1", "the latter", "C")."""
+    low = phrase.lower()
+    if "first" in low or "former" in low:
+        return "first"
+    if "second" in low or "latter" in low:
+        return "second"
+    marks = [c for c in phrase.upper() if c in "AB12C"]
+    return {"A": "first", "1": "first", "B": "second", "2": "second"}.get(marks[-1] if marks else "", "tie")
 
 
 def verdict_parse(text: str) -> str | None:
-    """The verdict "A" or "B" in a judge's free text, or None when it names neither clearly.
+    """The verdict in a judge's free text about the responses as shown: "first", "second", "tie" (a tie,
+    "neither", "both are equally good"), or None when it names none clearly.
 
-    The last explicit pattern wins (models often restate the question before answering); a reply
-    that is just a letter counts too.
+    1. Explicit verdicts ("A is better", "[[B]]", "the answer is Output (2)", "I prefer Response B", "B is
+       worse", a tie): the last one wins, as models restate the question or hesitate before answering.
+    2. Else an answer that is, or starts with, a side ("B.", "A\n\nBecause ...", "Assistant A", "A: ...").
+    3. Else the side every bold mark names ("**A**"); mere mentions of a side decide nothing.
+    "A or B" and the like are blanked first: they name no side. Pure, and linear in the text: tens of
+    microseconds for a short answer, about a millisecond for 20 kB.
     """
-    for pattern in _VERDICT_PATTERNS:
-        found = pattern.findall(text)
-        if found:
-            return found[-1].upper()
-    bare = text.strip().strip(".*()[]: ").upper()
-    return bare if bare in {"A", "B"} else None
+    text = _BOTH_SIDES.sub(lambda m: " " * len(m.group()), text)
+    found = []  # (where, verdict)
+    for meaning, pattern in _EXPLICIT:
+        for m in pattern.finditer(text):
+            if meaning == "tie":
+                found.append((m.start(), "tie"))
+            else:
+                side = _side(m.group("side"))
+                found.append((m.start(), _OTHER[side] if meaning == "other" else side))
+    if found:
+        return max(found)[1]
+    bare = text.strip().strip(".*()[]: ").upper()  # also a lower-case letter alone: "b."
+    if bare in ("A", "B"):
+        return "first" if bare == "A" else "second"
+    if start := _START.match(text):
+        return _side(start.group("side") or start.group("letter"))
+    sides = {_side(m.group("side")) for m in _BOLD.finditer(text)}
+    return sides.pop() if len(sides) == 1 else None
 
 
 def _two_way(logp_a: float, logp_b: float) -> float:
@@ -77,16 +144,32 @@ class PromptResult:
     """One rendered prompt's answer: P(first shown is better) and each sample's vote."""
 
     prob_first: float
-    votes: tuple[str, ...]  # "first", "second" or "none" per sample (generate method)
+    votes: tuple[str, ...]  # "first", "second", "tie" or "none" (unparsed) per sample (generate method)
     raw: str
 
 
-def judge_prompts(*, judge: Judge, backend: Backend, conversations: Sequence[list[dict]]) -> list[PromptResult]:
+@dataclass
+class ParseTally:
+    """Generated answers read, and those no verdict, score or yes/no was found in (each counted as a tie):
+    a judge run adds each batch's to its row and shows a few."""
+
+    answers: int = 0
+    unparsed: list[str] = field(default_factory=list)
+
+    def add(self, text: str, *, parsed: bool) -> None:
+        self.answers += 1
+        if not parsed:
+            self.unparsed.append(text)
+
+
+def judge_prompts(*, judge: Judge, backend: Backend, conversations: Sequence[list[dict]],
+                  tally: ParseTally | None = None) -> list[PromptResult]:
     """Judge many rendered pairwise prompts in one batched call.
 
     Log-probabilities: one forward pass, P = p(A) / (p(A) + p(B)), no sampling. Generate: ``votes``
     samples per prompt (self-consistency, Wang et al. 2022, arXiv:2203.11171), each parsed; P is
-    the share of samples voting for the first response (an unparsed sample counts half).
+    the share of samples voting for the first response (a tie, or an unparsed sample, counts half).
+    ``tally`` (if given) counts the answers read and keeps those with no verdict.
     """
     if not conversations:
         return []
@@ -100,8 +183,11 @@ def judge_prompts(*, judge: Judge, backend: Backend, conversations: Sequence[lis
                                                            temperature=temperature))
     results = []
     for samples in texts:
-        votes = tuple({"A": "first", "B": "second"}.get(verdict_parse(t) or "", "none") for t in samples)
-        share = sum(1.0 if v == "first" else 0.5 if v == "none" else 0.0 for v in votes) / len(votes)
+        votes = tuple(verdict_parse(t) or "none" for t in samples)
+        if tally is not None:
+            for text, vote in zip(samples, votes, strict=True):
+                tally.add(text, parsed=vote != "none")
+        share = sum(1.0 if v == "first" else 0.0 if v == "second" else 0.5 for v in votes) / len(votes)
         results.append(PromptResult(prob_first=share, votes=votes, raw="\n----\n".join(samples)))
     return results
 
@@ -119,8 +205,10 @@ def score_parse(text: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def judge_scores(*, judge: Judge, backend: Backend, conversations: Sequence[list[dict]]) -> list[tuple[float, str]]:
-    """Pointwise: the expected 1-10 score of each response (log-probabilities) or the mean parsed score."""
+def judge_scores(*, judge: Judge, backend: Backend, conversations: Sequence[list[dict]],
+                 tally: ParseTally | None = None) -> list[tuple[float, str]]:
+    """Pointwise: the expected 1-10 score of each response (log-probabilities) or the mean parsed score
+    (5.5 when no sample has one; ``tally`` counts the answers and keeps those with no score)."""
     if not conversations:
         return []
     if judge.verdict_method == Judge.VerdictMethod.LOGPROB:
@@ -138,7 +226,11 @@ def judge_scores(*, judge: Judge, backend: Backend, conversations: Sequence[list
                                                            temperature=judge.temperature if k > 1 else 0.0))
     out = []
     for samples in texts:
-        parsed = [v for v in (score_parse(t) for t in samples) if v is not None]
+        read = [score_parse(t) for t in samples]
+        if tally is not None:
+            for text, value in zip(samples, read, strict=True):
+                tally.add(text, parsed=value is not None)
+        parsed = [v for v in read if v is not None]
         out.append((sum(parsed) / len(parsed) if parsed else 5.5, "\n----\n".join(samples)))
     return out
 
@@ -171,9 +263,11 @@ _STEP_PLACEHOLDER = re.compile(r"\{(conversation|steps|number|step)\}")
 _YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
 
 
-def step_items_judge(*, judge: Judge, items: Sequence[StepItem], backend: Backend | None = None) -> list[StepLabel]:
+def step_items_judge(*, judge: Judge, items: Sequence[StepItem], backend: Backend | None = None,
+                     tally: ParseTally | None = None) -> list[StepLabel]:
     """Rate every step of each solution (+1 when the judge says the step is correct, -1 otherwise)
-    and store the ratings as one AI label per solution, named after the judge and its version."""
+    and store the ratings as one AI label per solution, named after the judge and its version. An answer
+    with neither yes nor no counts half (``tally`` counts the answers and keeps those)."""
     backend = backend or endpoint_backend(endpoint=judge.endpoint)
     template = judge.active_template
     prompts, index = [], []
@@ -191,6 +285,9 @@ def step_items_judge(*, judge: Judge, items: Sequence[StepItem], backend: Backen
         probs = []
         for samples in texts:
             votes = [(found[-1].lower() == "yes") if (found := _YES_NO.findall(t)) else None for t in samples]
+            if tally is not None:
+                for text, vote in zip(samples, votes, strict=True):
+                    tally.add(text, parsed=vote is not None)
             probs.append(sum(1.0 if v else 0.5 if v is None else 0.0 for v in votes) / len(votes))
     ratings: dict[int, list] = {item.pk: [None] * len(item.steps) for item in items}
     for (item_id, i), p in zip(index, probs, strict=True):
@@ -226,10 +323,11 @@ def _usage(backend: Backend) -> tuple[int, int]:
 
 
 def items_judge(*, judge: Judge, items: Sequence[PairItem], run: JudgeRun | None = None,
-                backend: Backend | None = None) -> list[AIJudgment]:
+                backend: Backend | None = None, tally: ParseTally | None = None) -> list[AIJudgment]:
     """Judge a batch of pairs and store one judgment per (judge version, item); idempotent.
 
-    Every prompt of the batch (each item x principle x order) goes to the backend in one call.
+    Every prompt of the batch (each item x principle x order) goes to the backend in one call. ``tally``
+    counts the generated answers read and keeps those with no verdict or score.
     """
     backend = backend or endpoint_backend(endpoint=judge.endpoint)
     template = judge.active_template
@@ -260,9 +358,9 @@ def items_judge(*, judge: Judge, items: Sequence[PairItem], run: JudgeRun | None
         plan.append(([name for name, _ in chosen if name], slots))
     tokens_before = _usage(backend)
     if pointwise:
-        scores = judge_scores(judge=judge, backend=backend, conversations=prompts)
+        scores = judge_scores(judge=judge, backend=backend, conversations=prompts, tally=tally)
     else:
-        results = judge_prompts(judge=judge, backend=backend, conversations=prompts)
+        results = judge_prompts(judge=judge, backend=backend, conversations=prompts, tally=tally)
     tokens_after = _usage(backend)
     prompt_tokens = (tokens_after[0] - tokens_before[0]) // max(len(items), 1)
     completion_tokens = (tokens_after[1] - tokens_before[1]) // max(len(items), 1)
@@ -286,10 +384,10 @@ def items_judge(*, judge: Judge, items: Sequence[PairItem], run: JudgeRun | None
                 prob_a_ba = (sum(1.0 - results[j].prob_first for _, j in slots) / len(slots)) if both else None
                 verdict, probability = judgment_combine(debiasing=judge.debiasing, prob_a_ab=prob_a_ab,
                                                         prob_a_ba=prob_a_ba)
-                # Votes about the stored A and B: "first" in the BA order is B.
-                votes = [{"first": "A", "second": "B"}.get(v, "none") for i, _ in slots for v in results[i].votes]
+                # Votes about the stored A and B: "first" in the BA order is B ("tie" and "none" stay).
+                votes = [{"first": "A", "second": "B"}.get(v, v) for i, _ in slots for v in results[i].votes]
                 if both:
-                    votes += [{"first": "B", "second": "A"}.get(v, "none") for _, j in slots for v in results[j].votes]
+                    votes += [{"first": "B", "second": "A"}.get(v, v) for _, j in slots for v in results[j].votes]
                 fields.update(
                     verdict_ab=_verdict(prob_a_ab), verdict_ba=_verdict(prob_a_ba) if prob_a_ba is not None else "",
                     prob_a_ab=prob_a_ab, prob_a_ba=prob_a_ba, verdict=verdict, probability=probability, votes=votes,
@@ -387,10 +485,12 @@ def _judge_run_chunk(run: JudgeRun, ctx: JobContext, *, batch_size: int, chunk_s
         ctx.check()
         spending.check()
         batch = todo[start : start + batch_size]
+        tally = ParseTally()
         if steps:
-            step_items_judge(judge=judge, items=batch, backend=backend)
+            step_items_judge(judge=judge, items=batch, backend=backend, tally=tally)
         else:
-            items_judge(judge=judge, items=batch, run=run, backend=backend)
+            items_judge(judge=judge, items=batch, run=run, backend=backend, tally=tally)
+        _run_tally_add(run, tally)
         JudgeRun.objects.filter(pk=run.pk).update(cost=spending.batch_done())
         done += len(batch)
         ctx.progress(done, total)
@@ -399,6 +499,32 @@ def _judge_run_chunk(run: JudgeRun, ctx: JobContext, *, batch_size: int, chunk_s
     if run.project.prioritize_disagreements and not steps:
         disputed_items_prioritize(project=run.project)
     return None
+
+
+def unparsed_example(text: str) -> str:
+    """An unparsed answer as a run keeps it: its start and its end (where a verdict usually is)."""
+    text = text.strip()
+    if len(text) <= UNPARSED_EXAMPLE_CHARS:
+        return text
+    half = (UNPARSED_EXAMPLE_CHARS - 3) // 2
+    return f"{text[:half].rstrip()} … {text[-half:].lstrip()}"
+
+
+def _run_tally_add(run: JudgeRun, tally: ParseTally) -> None:
+    """Add a batch's answers and unparsed answers to the run, and keep a few of those (the run's worker holds
+    its lease: nobody else writes the examples)."""
+    if not tally.answers:
+        return
+    updates: dict = {"answers": F("answers") + tally.answers, "unparsed": F("unparsed") + len(tally.unparsed)}
+    examples = list(run.unparsed_examples)
+    for text in tally.unparsed:
+        if len(examples) >= UNPARSED_EXAMPLES:
+            break
+        if (example := unparsed_example(text)) not in examples:
+            examples.append(example)
+    if examples != run.unparsed_examples:
+        run.unparsed_examples = updates["unparsed_examples"] = examples
+    JudgeRun.objects.filter(pk=run.pk).update(**updates)
 
 
 def judge_run_cancel(*, run: JudgeRun) -> JudgeRun:

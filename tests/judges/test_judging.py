@@ -4,7 +4,7 @@ import re
 import pytest
 
 from judges.models import AIJudgment, Judge
-from judges.services import items_judge, judge_prompt, judgment_combine, verdict_parse
+from judges.services import items_judge, judge_prompt, judgment_combine
 from synth.models import ModelEndpoint
 from tests.factories import CompletionFactory, PairItemFactory, ProjectFactory, PromptFactory
 
@@ -89,22 +89,6 @@ def test_combine_rules():
     assert judgment_combine(debiasing="swap", prob_a_ab=0.8, prob_a_ba=0.3) == ("tie", 0.5)
     assert judgment_combine(debiasing="swap_average", prob_a_ab=0.9, prob_a_ba=0.3) == ("A", 0.6)
     assert judgment_combine(debiasing="none", prob_a_ab=0.2, prob_a_ba=None) == ("B", 0.2)
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("After comparing both, my final verdict is [[B]].", "B"),
-    ("[[A]]", "A"),
-    ("A", "A"),
-    ("b.", "B"),
-    ("Verdict: A", "A"),
-    ("The answer is **B**", "B"),
-    ("Response B is better because it is correct.", "B"),
-    ("Response A mentions [[B]] once, but final verdict: [[A]]", "A"),
-    ("I cannot decide.", None),
-    ("", None),
-])
-def test_verdict_parse(text, expected):
-    assert verdict_parse(text) == expected
 
 
 def test_template_placeholders_in_responses_are_not_substituted():
