@@ -68,7 +68,8 @@ class JobStopped(Exception):
 
 
 class JobFailed(Exception):
-    """An expected failure whose message is the whole error shown to people (a bad file, say)."""
+    """An expected failure whose message is the whole error shown to people (a bad file, say). Any
+    exception with a true ``expected`` attribute (a model server's refusal) is treated the same."""
 
 
 def _lease() -> timedelta:
@@ -278,7 +279,7 @@ def _claim(model: type[J], job_id: int, token: str, related: tuple[str, ...]) ->
 def _error_text(exc: BaseException) -> str:
     from celery.exceptions import SoftTimeLimitExceeded
 
-    if isinstance(exc, JobFailed):
+    if isinstance(exc, JobFailed) or getattr(exc, "expected", False):
         return str(exc)
     if isinstance(exc, SoftTimeLimitExceeded):
         return "Stopped: it ran past its time limit."
@@ -312,7 +313,9 @@ def job_run(*, model: type[J], job_id: int, work: Callable[[J, JobContext], obje
     except JobStopped as stop:
         log.info("%s %s stopped: %s", model.__name__, job_id, stop.reason)
     except Exception as exc:
-        if not isinstance(exc, JobFailed):
+        if isinstance(exc, JobFailed) or getattr(exc, "expected", False):  # its message says it all
+            log.warning("%s %s failed: %s", model.__name__, job_id, exc)
+        else:
             log.exception("%s %s failed", model.__name__, job_id)
         _end(ctx, JobStatus.FAILED, error=_error_text(exc))
     else:

@@ -138,7 +138,7 @@ def judge_generate(backend, prompts: list, *, batch_size: int,
     texts = backend.generate(prompts, Sampling(max_new_tokens=max_new_tokens, temperature=0.0, batch_size=batch_size))
     seconds = time.perf_counter() - start
     raws = [text for (text,) in texts]
-    return [{"A": 1.0, "B": 0.0}.get(verdict_parse(t) or "", 0.5) for t in raws], raws, seconds
+    return [{"first": 1.0, "second": 0.0}.get(verdict_parse(t) or "", 0.5) for t in raws], raws, seconds
 
 
 def position_report(name: str, probs: list[float]) -> list[str]:

@@ -6,6 +6,7 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("annotate.api_urls")),
     path("api/", include("judges.api_urls")),
+    path("api/", include("synth.api_urls")),
     path("", include("synth.urls")),
     path("", include("judges.urls")),
     path("", include("training.urls")),

@@ -171,6 +171,20 @@ class Judge(models.Model):
             error = template_check(getattr(self, spec.field), spec=spec)
             if error:
                 raise ValidationError({spec.field: error})
+        if error := self.endpoint_mismatch():
+            raise ValidationError({"verdict_method": error})
+
+    def endpoint_mismatch(self) -> str:
+        """Why the judge's endpoint cannot serve its verdict method ("" if it can): a server found not to
+        return log-probabilities cannot serve the log-probability method."""
+        if self.verdict_method != self.VerdictMethod.LOGPROB or not self.endpoint_id:
+            return ""
+        capabilities = self.endpoint.capabilities or {}
+        if capabilities.get("logprobs") is False:
+            checked = capabilities.get("checked_at", "when it was last used")
+            return (f"the endpoint {self.endpoint.name!r} returns no log-probabilities (checked {checked}): use "
+                    f"'Generate a rationale and parse the verdict', or an endpoint that returns them")
+        return ""
 
 
 class JudgeRun(Job):

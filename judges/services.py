@@ -21,7 +21,7 @@ from annotate.services import pair_items_prioritize, step_labels_store
 from judges.models import DEFAULT_QUESTION, UNPARSED_EXAMPLE_CHARS, UNPARSED_EXAMPLES, AIJudgment, Judge, JudgeRun
 from synth.backends.base import Backend, Sampling
 from synth.models import Constitution
-from synth.services import Spending, endpoint_backend, endpoint_use_check
+from synth.services import Spending, endpoint_backend, endpoint_cost, endpoint_use_check
 
 log = logging.getLogger(__name__)
 
@@ -322,6 +322,19 @@ def _usage(backend: Backend) -> tuple[int, int]:
     return (usage.prompt_tokens, usage.completion_tokens) if usage is not None else (0, 0)
 
 
+def _tokens_per_item(backend: Backend, plan: list, n_prompts: int, after: tuple[int, int],
+                     before: tuple[int, int]) -> list[tuple[int, int]]:
+    """The tokens paid for each item's prompts: from each response's own usage where the backend reports it
+    per prompt (``last_usage``: HTTP servers; an answer from the cache cost nothing), else the batch's
+    total shared evenly."""
+    per_prompt = getattr(backend, "last_usage", None)
+    if isinstance(per_prompt, list) and len(per_prompt) == n_prompts:
+        return [(sum(per_prompt[i][0] for slot in slots for i in slot if i is not None),
+                 sum(per_prompt[i][1] for slot in slots for i in slot if i is not None)) for _, slots in plan]
+    share = max(len(plan), 1)
+    return [((after[0] - before[0]) // share, (after[1] - before[1]) // share)] * len(plan)
+
+
 def items_judge(*, judge: Judge, items: Sequence[PairItem], run: JudgeRun | None = None,
                 backend: Backend | None = None, tally: ParseTally | None = None) -> list[AIJudgment]:
     """Judge a batch of pairs and store one judgment per (judge version, item); idempotent.
@@ -361,15 +374,14 @@ def items_judge(*, judge: Judge, items: Sequence[PairItem], run: JudgeRun | None
         scores = judge_scores(judge=judge, backend=backend, conversations=prompts, tally=tally)
     else:
         results = judge_prompts(judge=judge, backend=backend, conversations=prompts, tally=tally)
-    tokens_after = _usage(backend)
-    prompt_tokens = (tokens_after[0] - tokens_before[0]) // max(len(items), 1)
-    completion_tokens = (tokens_after[1] - tokens_before[1]) // max(len(items), 1)
-    price = judge.endpoint
-    cost = (prompt_tokens * price.cost_per_million_input + completion_tokens * price.cost_per_million_output) / 1e6
+    item_tokens = _tokens_per_item(backend, plan, len(prompts), _usage(backend), tokens_before)
     constitution_version = judge.constitution.version if judge.constitution_id else None
     stored = []
     with transaction.atomic():
-        for item, (principles, slots) in zip(items, plan, strict=True):
+        for item, (principles, slots), (prompt_tokens, completion_tokens) in zip(items, plan, item_tokens,
+                                                                                  strict=True):
+            cost = endpoint_cost(endpoint=judge.endpoint, prompt_tokens=prompt_tokens,
+                                 completion_tokens=completion_tokens)
             fields: dict = {"run": run, "constitution_version": constitution_version, "principles": principles,
                             "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost": cost}
             if pointwise:
@@ -438,6 +450,8 @@ def judge_run_create(*, judge: Judge, project: Project, start: bool = True,
     if user is not None:
         permission_require(user=user, permission=job_start_permission(JudgeRun), doing="start judge runs")
     judge_project_check(judge=judge, project=project)
+    if error := judge.endpoint_mismatch():
+        raise ValidationError({"judge": f"{judge.name}: {error}"})
     endpoint_use_check(endpoint=judge.endpoint, project=project, user=user)
     run = JudgeRun.objects.create(judge=judge, project=project, created_by=user)
     if start:

@@ -1,9 +1,18 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 
 from annotate.admin import JobAdmin
 from synth.models import CachedResponse, Constitution, ModelEndpoint, Principle, SynthesisJob
-from synth.services import constitution_touch, endpoint_api_key_set, endpoint_usage
+from synth.secrets import api_key_decrypt, base_url_normalise
+from synth.services import (
+    constitution_touch,
+    endpoint_api_key_set,
+    endpoint_check,
+    endpoint_probe,
+    endpoint_supports_text,
+    endpoint_usage,
+)
 
 
 class ModelEndpointForm(forms.ModelForm):
@@ -15,15 +24,50 @@ class ModelEndpointForm(forms.ModelForm):
     class Meta:
         model = ModelEndpoint
         fields = ["name", "kind", "path", "base_url", "dtype", "device", "max_concurrency", "requests_per_minute",
-                  "timeout_s", "max_retries", "cost_per_million_input", "cost_per_million_output"]
+                  "timeout_s", "max_retries", "cost_per_million_input", "cost_per_million_output",
+                  "allowed_projects", "allowed_users", "max_cost_per_run"]
+
+    def clean(self):
+        """An HTTP endpoint is checked before it is saved: the server answers at the (normalised) base URL,
+        serves the model, and what it supports is kept (``synth.services.endpoint_probe``)."""
+        data = super().clean()
+        if data.get("kind") == ModelEndpoint.Kind.OPENAI and data.get("base_url") and not self.errors:
+            key = "" if data.get("clear_api_key") else (
+                data.get("api_key") or api_key_decrypt(self.instance.api_key_encrypted))
+            try:
+                self.instance.capabilities = endpoint_probe(
+                    base_url=data["base_url"], model=data.get("path", ""), api_key=key,
+                    timeout=min(data.get("timeout_s") or 30.0, 30.0))
+            except ValidationError as exc:
+                for field, messages_ in exc.message_dict.items():
+                    self.add_error(field if field in self.fields else None, messages_)
+            else:
+                data["base_url"] = base_url_normalise(data["base_url"])
+        return data
 
 
 @admin.register(ModelEndpoint)
 class ModelEndpointAdmin(admin.ModelAdmin):
     form = ModelEndpointForm
-    list_display = ["name", "kind", "path", "base_url", "has_key", "created_by_job_id"]
+    list_display = ["name", "kind", "path", "base_url", "has_key", "supports", "created_by_job_id"]
     search_fields = ["name"]
-    readonly_fields = ["usage"]
+    readonly_fields = ["usage", "supports"]
+    filter_horizontal = ["allowed_projects", "allowed_users"]
+    actions = ["check_connection"]
+
+    @admin.display(description="Server supports")
+    def supports(self, obj):
+        return endpoint_supports_text(endpoint=obj)
+
+    @admin.action(description="Check the connection (and what each server supports)")
+    def check_connection(self, request, queryset):
+        for endpoint in queryset:
+            try:
+                endpoint_check(endpoint=endpoint)
+            except ValidationError as exc:
+                self.message_user(request, f"{endpoint.name}: {' '.join(exc.messages)}", level=messages.ERROR)
+            else:
+                self.message_user(request, f"{endpoint.name}: {endpoint_supports_text(endpoint=endpoint)}")
 
     @admin.display(boolean=True, description="API key")
     def has_key(self, obj):

@@ -37,6 +37,9 @@ class ModelEndpoint(models.Model):
     allowed_users = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="+",
                                            help_text="Only these researchers may start work on it; none chosen: "
                                                      "every researcher.")
+    # What an HTTP server was found to support when it was last checked (``synth.services.endpoint_probe``):
+    # {"models": [...], "n": bool, "logprobs": bool, "top_logprobs": int, "checked_at": iso}.
+    capabilities = models.JSONField(default=dict, blank=True, editable=False)
     max_cost_per_run = models.FloatField(
         null=True, blank=True, help_text="A judge run or generation job stops before it spends more than this "
                                          "(currency units, from the prices above); empty: no cap.")
@@ -61,9 +64,10 @@ class ModelEndpoint(models.Model):
         return bool(self.api_key_encrypted)
 
     def clean(self) -> None:
-        from synth.secrets import base_url_check
+        from synth.secrets import base_url_check, base_url_normalise
 
         if self.kind == self.Kind.OPENAI:
+            self.base_url = base_url_normalise(self.base_url)
             base_url_check(self.base_url)
 
 

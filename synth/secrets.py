@@ -33,6 +33,20 @@ def api_key_decrypt(token: str) -> str:
     return _fernet().decrypt(token.encode()).decode() if token else ""
 
 
+def base_url_normalise(url: str) -> str:
+    """The base URL the OpenAI-compatible routes hang from: no trailing slash, no route of its own
+    (``/chat/completions``, ``/completions``, ``/models``), and ``/v1`` when no path is given at all (the
+    usual mistake: ``http://host:8000`` for ``http://host:8000/v1``)."""
+    url = url.strip().rstrip("/")
+    for route in ("/chat/completions", "/completions", "/models"):
+        if url.endswith(route):
+            url = url[: -len(route)]
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc and parts.path in ("", "/"):
+        url = f"{parts.scheme}://{parts.netloc}/v1"
+    return url
+
+
 def _allowed_entry(entry: str) -> tuple[str, int | None]:
     """(host, port or None) of an ``ENDPOINT_ALLOWED_HOSTS`` entry: ``host``, ``.domain``, ``host:port``,
     ``[ipv6]`` or ``[ipv6]:port``."""

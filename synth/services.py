@@ -11,9 +11,10 @@ from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Count, F, Sum
+from django.utils import timezone
 
 from annotate.job_lifecycle import JobContext, JobFailed, job_queue, job_run
 from annotate.models import Completion, Project, Prompt
@@ -22,7 +23,7 @@ from annotate.services import pair_item_create
 from synth.backends.base import Backend, Sampling
 from synth.backends.loader import backend_load
 from synth.models import CachedResponse, Constitution, Generation, ModelEndpoint, SynthesisJob
-from synth.secrets import api_key_decrypt, api_key_encrypt, base_url_check
+from synth.secrets import api_key_decrypt, api_key_encrypt, base_url_check, base_url_normalise
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,95 @@ def endpoint_backend(*, endpoint: ModelEndpoint) -> Backend:
                              api_key=api_key_decrypt(endpoint.api_key_encrypted), timeout=endpoint.timeout_s,
                              max_concurrency=endpoint.max_concurrency,
                              requests_per_minute=endpoint.requests_per_minute, max_retries=endpoint.max_retries,
-                             cache=DatabaseResponseCache(endpoint.pk))
+                             cache=DatabaseResponseCache(endpoint.pk), capabilities=endpoint.capabilities,
+                             on_capability=lambda name, value: endpoint_capability_learn(
+                                 endpoint_id=endpoint.pk, name=name, value=value))
 
     return backend_load(kind=endpoint.kind, path=endpoint.path, base_url=endpoint.base_url, dtype=endpoint.dtype,
                         device=endpoint.device, http=http, version=(endpoint.pk, endpoint.updated_at))
+
+
+def endpoint_capability_learn(*, endpoint_id: int, name: str, value: object) -> None:
+    """Remember what a server turned out to support while it was used (it ignored ``n``, say), so that
+    the next run, here or on another worker, asks it the right way at once (and never pays twice)."""
+    with transaction.atomic():
+        endpoint = ModelEndpoint.objects.select_for_update().filter(pk=endpoint_id).first()
+        if endpoint is not None and endpoint.capabilities.get(name) != value:
+            ModelEndpoint.objects.filter(pk=endpoint_id).update(capabilities={**endpoint.capabilities, name: value})
+
+
+def endpoint_probe(*, base_url: str, model: str, api_key: str = "", timeout: float = 30.0) -> dict:
+    """Check an OpenAI-compatible server before it is used, and say what it supports.
+
+    1. ``GET /models``: is there such an API at ``base_url``, and does it serve ``model`` (else the ids it
+       has are suggested);
+    2. one tiny chat request (a token);
+    3. the same with log-probabilities asked for: are the first token's top log-probabilities returned;
+    4. the same with ``n=2``: are two choices returned.
+    Returns {"models", "logprobs", "top_logprobs", "n", "checked_at"}; raises ValidationError naming the
+    field at fault (``base_url`` or ``path``, the model id)."""
+    from synth.backends.openai import EndpointError, OpenAIBackend
+
+    base_url = base_url_normalise(base_url)
+    base_url_check(base_url)
+    client = OpenAIBackend(base_url=base_url, model=model, api_key=api_key, timeout=timeout, max_retries=1,
+                           backoff_base=0.2)
+    try:
+        models = client.models()
+    except EndpointError as exc:
+        raise ValidationError({"base_url": f"no OpenAI-compatible API answers at {base_url} ({exc}); its "
+                                           f"address usually ends with /v1"}) from None
+    if model not in models:
+        offered = ", ".join(models[:12]) + (" ..." if len(models) > 12 else "") if models else "none"
+        raise ValidationError({"path": f"{base_url} serves no model {model!r}; it serves: {offered}"})
+    hello = [{"role": "user", "content": "Say OK."}]
+    try:
+        data = client.chat({"model": model, "messages": hello, "max_tokens": 1, "temperature": 0})
+    except EndpointError as exc:
+        raise ValidationError({"path": f"a one-token request to {model!r} failed: {exc}"}) from None
+    if not client.choices_of(data):
+        raise ValidationError({"base_url": f"{base_url} answered a chat request without choices"})
+    capabilities: dict = {"models": models[:50], "logprobs": False, "top_logprobs": 0, "n": False}
+    try:
+        data = client.chat({"model": model, "messages": hello, "max_tokens": 1, "temperature": 0,
+                             "logprobs": True, "top_logprobs": 5})
+        top = client.top_logprobs_of((client.choices_of(data) or [{}])[0])
+        capabilities.update(logprobs=top is not None, top_logprobs=len(top or []))
+    except EndpointError:
+        pass  # a server that refuses the parameter has none to give
+    try:
+        data = client.chat({"model": model, "messages": hello, "max_tokens": 1, "temperature": 0.7, "n": 2})
+        capabilities["n"] = len(client.choices_of(data)) == 2
+    except EndpointError:
+        pass
+    capabilities["checked_at"] = timezone.now().isoformat(timespec="seconds")
+    return capabilities
+
+
+def endpoint_supports_text(*, endpoint: ModelEndpoint) -> str:
+    """What an endpoint supports, in words, for pages and the admin."""
+    if endpoint.kind != ModelEndpoint.Kind.OPENAI:
+        return "a local model: log-probabilities, any number of samples"
+    c = endpoint.capabilities or {}
+    if not c.get("checked_at"):
+        return "not checked yet"
+    logprobs = f"log-probabilities (top {c.get('top_logprobs')})" if c.get("logprobs") else "no log-probabilities"
+    n = "several samples a request (n)" if c.get("n") else "one sample a request (n is ignored: asked one by one)"
+    return f"{logprobs}; {n}; checked {c['checked_at']}"
+
+
+def endpoint_check(*, endpoint: ModelEndpoint) -> ModelEndpoint:
+    """Probe an HTTP endpoint (``endpoint_probe``) with its stored key and keep what it supports;
+    ValidationError when it does not work as configured. Local endpoints need no check."""
+    if endpoint.kind != ModelEndpoint.Kind.OPENAI:
+        return endpoint
+    capabilities = endpoint_probe(base_url=endpoint.base_url, model=endpoint.path,
+                                  api_key=api_key_decrypt(endpoint.api_key_encrypted),
+                                  timeout=min(endpoint.timeout_s, 30.0))
+    endpoint.base_url = base_url_normalise(endpoint.base_url)
+    endpoint.capabilities = capabilities
+    ModelEndpoint.objects.filter(pk=endpoint.pk).update(base_url=endpoint.base_url, capabilities=capabilities)
+    return endpoint
 
 
 @transaction.atomic

@@ -120,6 +120,13 @@ def test_a_paid_endpoint_can_be_kept_to_chosen_projects_and_researchers(client, 
     assert client.post(api).status_code == 202
 
 
+def paid(server) -> float:
+    """What the stand-in server's answers cost at 1000 / 2000 a million tokens (its usage: 10 + a token a
+    hundred characters of prompt, and 5)."""
+    return sum((10 + sum(len(m["content"]) for m in r["body"]["messages"]) // 100) * 1000e-6 + 5 * 2000e-6
+               for r in server.requests)
+
+
 def test_a_judge_run_stops_at_its_endpoint_s_spending_cap_and_goes_on_when_it_is_raised(settings):
     backend_cache_clear()
     server = Server(reply=lambda n: "Verdict: [[A]]")
@@ -127,22 +134,25 @@ def test_a_judge_run_stops_at_its_endpoint_s_spending_cap_and_goes_on_when_it_is
         project = ProjectFactory()
         for _ in range(24):
             PairItemFactory(project=project)
-        # 10 prompt + 5 completion tokens a request: 0.02 a request, 0.32 a batch of 8 pairs in both orders.
+        # About 12 prompt + 5 completion tokens a request: 0.022 a request, 0.35 a batch of 8 pairs in both orders.
         endpoint = ModelEndpoint.objects.create(name="priced", kind="openai", path="m", base_url=server.url,
                                                 cost_per_million_input=1000.0, cost_per_million_output=2000.0,
                                                 max_cost_per_run=0.5)
         judge = Judge.objects.create(name="priced judge", endpoint=endpoint, verdict_method="generate")
         run = judge_run_execute(run_id=JudgeRun.objects.create(judge=judge, project=project).pk)
         assert run.status == "failed" and "spending cap" in run.error and "retry" in run.error
-        assert run.cost == pytest.approx(0.32) and AIJudgment.objects.filter(run=run).count() == 8
         assert len(server.requests) == 16  # the second batch was never sent
+        assert run.cost == pytest.approx(paid(server)) and 0.32 < run.cost < 0.5
+        assert AIJudgment.objects.filter(run=run).count() == 8
         ModelEndpoint.objects.filter(pk=endpoint.pk).update(max_cost_per_run=5.0)
         backend_cache_clear()
         from annotate.job_lifecycle import job_retry
 
         run = judge_run_execute(run_id=job_retry(job=run).pk)
         assert (run.status, run.progress, run.total) == ("done", 24, 24)
-        assert run.cost == pytest.approx(0.96) and AIJudgment.objects.filter(judge=judge).count() == 24
+        assert run.cost == pytest.approx(paid(server)) and AIJudgment.objects.filter(judge=judge).count() == 24
+        # Each judgment's cost is its own two requests', and they add up to the run's.
+        assert sum(j.cost for j in AIJudgment.objects.filter(judge=judge)) == pytest.approx(run.cost)
     finally:
         server.close()
         backend_cache_clear()

@@ -84,7 +84,7 @@ def test_run_judge_and_train_commands(media, tiny_endpoint, capsys):
     Judge.objects.create(name="j", endpoint=tiny_endpoint)
     call_command("run_judge", "--project", "Commands", "--judge", "j")
     assert AIJudgment.objects.filter(item__project=project).count() == 4
-    assert "4 pairs judged" in capsys.readouterr().out
+    assert "4 items judged" in capsys.readouterr().out
     call_command("export_snapshot", "--project", "Commands", "--source", "ai")
     snapshot = DatasetSnapshot.objects.get(project=project)
     call_command("train", "--snapshot", str(snapshot.pk), "--endpoint", "tiny", "--set", "max_steps=1",

@@ -1,12 +1,17 @@
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from annotate.models import Project
-from judges.models import Judge, JudgeRun
-from judges.services import judge_run_execute
+from judges.models import Judge
+from judges.services import judge_run_create, judge_run_execute
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 class Command(BaseCommand):
-    help = "Run an AI judge over every pair of a project it has not judged yet (both orders)."
+    help = "Run an AI judge over every item of a project it has not judged yet (both orders)."
 
     def add_arguments(self, parser):
         parser.add_argument("--project", required=True, help="project name")
@@ -16,10 +21,14 @@ class Command(BaseCommand):
         try:
             project_obj = Project.objects.get(name=project)
             judge_obj = Judge.objects.get(name=judge)
+            run = judge_run_create(judge=judge_obj, project=project_obj, start=False)
         except (Project.DoesNotExist, Judge.DoesNotExist) as exc:
             raise CommandError(str(exc)) from None
-        run = JudgeRun.objects.create(judge=judge_obj, project=project_obj)
+        except ValidationError as exc:
+            raise CommandError(one_line(" ".join(exc.messages))) from None
         run = judge_run_execute(run_id=run.pk)
+        if run.status != run.Status.DONE:
+            raise CommandError(f"judge run #{run.pk} {run.status}: {one_line(run.error)}")
         flips = sum(j.flipped for j in judge_obj.judgments.filter(item__project=project_obj))
         self.stdout.write(self.style.SUCCESS(
-            f"judge run #{run.pk}: {run.total} pairs judged, {flips} flip with the order"))
+            f"judge run #{run.pk}: {run.total} items judged, {flips} flip with the order"))

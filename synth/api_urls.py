@@ -1,0 +1,10 @@
+from django.urls import path
+
+import annotate.api_errors  # noqa: F401 (registers the <id:...> path converter)
+from synth import api
+
+urlpatterns = [
+    path("endpoints/", api.endpoints, name="api_endpoints"),
+    path("endpoints/<id:endpoint_id>/", api.endpoint_detail, name="api_endpoint_detail"),
+    path("endpoints/<id:endpoint_id>/check/", api.endpoint_check_api, name="api_endpoint_check"),
+]
