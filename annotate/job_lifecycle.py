@@ -334,6 +334,17 @@ def job_run(*, model: type[J], job_id: int, work: Callable[[J, JobContext], obje
     return model.objects.filter(pk=job_id).first()
 
 
+def job_done_check(job: Job | None) -> Job:
+    """``job`` if it is DONE; else JobFailed saying, in one line, how it ended (for callers that ran it
+    in-process: commands, the headless demo)."""
+    if job is None:
+        raise JobFailed("the job no longer exists")
+    if job.status != JobStatus.DONE:
+        reason = " ".join(job.error.split())[:500] or "no error recorded"
+        raise JobFailed(f"{job} ended {job.status}: {reason}")
+    return job
+
+
 # -- what people do with jobs -----------------------------------------------------------------------------
 
 

@@ -83,6 +83,7 @@ def demo_setup(*, endpoint: ModelEndpoint) -> DemoSetup:
 def demo_loop(*, setup: DemoSetup, say: Callable[[str], None], max_new_tokens: int = 48,
               train_steps: int = 4) -> dict:
     """Run every stage in this process (the AI judge stands in for the annotator) and report."""
+    from annotate.job_lifecycle import job_done_check
     from judges.services import judge_run_create, judge_run_execute
     from synth.backends.base import Sampling
     from synth.services import endpoint_backend, synthesis_job_create, synthesis_job_run
@@ -97,13 +98,13 @@ def demo_loop(*, setup: DemoSetup, say: Callable[[str], None], max_new_tokens: i
     job = SynthesisJob.objects.filter(project=project, status=SynthesisJob.Status.DONE).first()
     if job is None:
         job = synthesis_job_create(project=project, endpoint=endpoint, max_new_tokens=max_new_tokens, start=False)
-        job = synthesis_job_run(job_id=job.pk)
+        job = job_done_check(synthesis_job_run(job_id=job.pk))
     pairs = PairItem.objects.filter(project=project).count()
     report["pairs"] = pairs
     say(f"2/6 generate: job #{job.pk} sampled {2 * job.total} completions with {endpoint.name}, {pairs} pairs")
     # 3 + 4. The AI judge labels every pair in both orders (standing in for the annotator).
     run = judge_run_create(judge=judge, project=project, start=False)
-    run = judge_run_execute(run_id=run.pk)
+    run = job_done_check(judge_run_execute(run_id=run.pk))
     judgments = list(judge.judgments.filter(item__project=project))
     flips = sum(j.flipped for j in judgments)
     first = sum(j.verdict_ab == "A" for j in judgments)
@@ -119,7 +120,7 @@ def demo_loop(*, setup: DemoSetup, say: Callable[[str], None], max_new_tokens: i
     # 6. DPO, then the new model answers a question.
     training = training_job_create(base_endpoint=endpoint, snapshot=snapshot, start=False,
                                    hyperparameters={"max_steps": train_steps, "batch_size": 2, "max_length": 256})
-    training = training_job_run(job_id=training.pk)
+    training = job_done_check(training_job_run(job_id=training.pk))
     answer = endpoint_backend(endpoint=training.result_endpoint).generate(
         [[{"role": "user", "content": "What is the capital of France?"}]],
         Sampling(max_new_tokens=20, temperature=0.0))[0][0]

@@ -257,3 +257,18 @@ def test_the_judge_command_says_what_failed_in_one_line(capsys):
     assert "unreachable" in message and "\n" not in message and "Traceback" not in message
     assert "Traceback" not in capsys.readouterr().err
     assert SynthesisJob.objects.count() == 0
+
+
+def test_a_model_the_server_stopped_serving_fails_the_run_with_the_server_s_answer():
+    """vLLM answers 404 for a model it does not serve: the run fails with that, in one line."""
+    server = serve("vllm", models=("served",))
+    try:
+        project = ProjectFactory()
+        PairItemFactory(project=project)
+        endpoint = ModelEndpoint.objects.create(name="vllm", kind="openai", path="renamed", base_url=server.url)
+        judge = Judge.objects.create(name="j", endpoint=endpoint, verdict_method="generate")
+        run = judge_run_execute(run_id=JudgeRun.objects.create(judge=judge, project=project).pk)
+        assert run.status == "failed" and "answered 404" in run.error and "does not exist" in run.error
+        assert not CachedResponse.objects.exists()
+    finally:
+        server.close()

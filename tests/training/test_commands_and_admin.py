@@ -94,3 +94,18 @@ def test_run_judge_and_train_commands(media, tiny_endpoint, capsys):
     assert f"training job #{job.pk}" in capsys.readouterr().out
     with pytest.raises(CommandError, match="KEY=JSON"):
         call_command("train", "--snapshot", str(snapshot.pk), "--endpoint", "tiny", "--set", "max_steps")
+
+
+@pytest.mark.slow
+def test_a_failed_training_command_says_why_in_one_line(media, capsys):
+    from synth.models import ModelEndpoint
+    from training.services import snapshot_create
+
+    label = PairLabelFactory(verdict="A")
+    snapshot = snapshot_create(project=label.item.project, source="human")
+    ModelEndpoint.objects.create(name="nowhere", path="/no/such/model")
+    with pytest.raises(CommandError) as excinfo:
+        call_command("train", "--snapshot", str(snapshot.pk), "--endpoint", "nowhere", "--set", "max_steps=1")
+    message = str(excinfo.value)
+    assert "ended failed" in message and "exited with status" in message and "\n" not in message
+    assert TrainingJob.objects.get().status == "failed"

@@ -1,6 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from annotate.job_lifecycle import JobFailed, job_done_check
 from annotate.models import Project
 from judges.models import Judge
 from judges.services import judge_run_create, judge_run_execute
@@ -26,9 +27,10 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         except ValidationError as exc:
             raise CommandError(one_line(" ".join(exc.messages))) from None
-        run = judge_run_execute(run_id=run.pk)
-        if run.status != run.Status.DONE:
-            raise CommandError(f"judge run #{run.pk} {run.status}: {one_line(run.error)}")
+        try:
+            run = job_done_check(judge_run_execute(run_id=run.pk))
+        except JobFailed as exc:
+            raise CommandError(str(exc)) from None
         flips = sum(j.flipped for j in judge_obj.judgments.filter(item__project=project_obj))
         self.stdout.write(self.style.SUCCESS(
             f"judge run #{run.pk}: {run.total} items judged, {flips} flip with the order"))

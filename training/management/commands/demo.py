@@ -1,7 +1,8 @@
 import time
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
+from annotate.job_lifecycle import JobFailed
 from annotate.models import PairItem
 from synth.models import SynthesisJob
 from synth.services import demo_model_ensure, synthesis_job_create
@@ -24,7 +25,10 @@ class Command(BaseCommand):
         self.stdout.write(f"demo model: {endpoint.name} ({endpoint.path})")
         self.stdout.write("logins: " + ", ".join(f"{u} / {p}" for u, p in LOGINS.items()))
         if headless:
-            demo_loop(setup=setup, say=self.stdout.write, max_new_tokens=max_new_tokens, train_steps=train_steps)
+            try:
+                demo_loop(setup=setup, say=self.stdout.write, max_new_tokens=max_new_tokens, train_steps=train_steps)
+            except JobFailed as exc:
+                raise CommandError(str(exc)) from None
             self.stdout.write(self.style.SUCCESS(f"demo loop finished in {time.monotonic() - started:.0f} s"))
             return
         if not PairItem.objects.filter(project=setup.project).exists() and not SynthesisJob.objects.filter(

@@ -3,6 +3,7 @@ import json
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from annotate.job_lifecycle import JobFailed, job_done_check
 from synth.models import ModelEndpoint
 from training.ml.registry import METHODS
 from training.models import DatasetSnapshot
@@ -40,9 +41,9 @@ class Command(BaseCommand):
             self.stdout.write(f"queued training job #{job.pk}")
             return
         try:
-            job = training_job_run(job_id=job.pk)
-        except Exception as exc:
-            raise CommandError(f"training job #{job.pk} failed: {exc}") from None
+            job = job_done_check(training_job_run(job_id=job.pk))
+        except JobFailed as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(self.style.SUCCESS(
             f"training job #{job.pk}: last loss {job.final_loss}, model {job.artifact_path}, "
             f"endpoint {job.result_endpoint.name!r}"))
