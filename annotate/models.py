@@ -344,6 +344,10 @@ class ImportJob(Job):
         default=dict, blank=True,
         help_text='Choices made for this import: {"context_differs": "reject" | "keep", '
                   '"identical": "reject" | "skip"}.')
+    mapping = models.JSONField(
+        default=dict, blank=True,
+        help_text='The column mapping of a "mapped" import: {"columns": {field: column}, "gold_values": '
+                  '{value: verdict}, "split": rule} (prefdata.readers.mapped.ColumnMapping); {} for the others.')
     summary = models.JSONField(
         default=dict, blank=True,
         help_text="What the import read and left aside: records, items, ignored fields (name: records), pairs kept "

@@ -21,6 +21,7 @@ from prefdata.readers.formats import (
     formats_for,
     read,
 )
+from prefdata.readers.mapped import MAPPED, ColumnMapping, MappingError, Preview, preview
 from prefdata.readers.pair_formats import hh_transcript_split
 from prefdata.readers.stream import (
     CONTEXT_DIFFERS,
@@ -41,6 +42,10 @@ __all__ = [
     "FORMATS",
     "IDENTICAL",
     "KINDS",
+    "MAPPED",
+    "ColumnMapping",
+    "MappingError",
+    "Preview",
     "Format",
     "ReadError",
     "ReadOptions",
@@ -48,5 +53,6 @@ __all__ = [
     "format_detect",
     "formats_for",
     "hh_transcript_split",
+    "preview",
     "read",
 ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from prefdata.readers import pair_formats, step_formats
+from prefdata.readers import mapped, pair_formats, step_formats
 from prefdata.readers.stream import (
     DEFAULT_OPTIONS,
     ReadError,
@@ -228,7 +228,8 @@ def format_detect(path: str | Path, *, kind: str | None = None, display_name: st
 
 def read(path: str | Path, fmt: str = AUTO, *, kind: str | None = None, display_name: str | None = None,
          field_map: Mapping[str, str] | None = None, counter: RowCounter | None = None,
-         max_bytes: int | None = None, options: ReadOptions | None = None) -> Iterator[Any]:
+         max_bytes: int | None = None, options: ReadOptions | None = None,
+         mapping: mapped.ColumnMapping | Mapping[str, Any] | None = None) -> Iterator[Any]:
     """The records of a file, one at a time (lazily): ``PairRecord`` or ``StepRecord`` as the format's kind.
 
     ``fmt`` "auto" detects it (``format_detect``); ``kind`` restricts the formats to one kind. Raises
@@ -238,10 +239,15 @@ def read(path: str | Path, fmt: str = AUTO, *, kind: str | None = None, display_
     pairs). ``field_map`` names the source keys of prompt / response_a / response_b where they vary (Label
     Studio data, CSV header). A gzip file may decompress to ``max_bytes`` at most; ``options`` sets the
     limits of a record and what becomes of the pairs some sources hold (``ReadOptions``).
+
+    ``fmt`` "mapped" (``MAPPED``) reads any JSON Lines, JSON array, CSV or Parquet file through ``mapping``
+    (a ``ColumnMapping`` or its JSON form; ``prefdata.readers.mapped``), for ``kind``.
     """
     name = display_name or Path(path).name
     counter = counter if counter is not None else RowCounter()
     options = options or DEFAULT_OPTIONS
+    if fmt == mapped.MAPPED:
+        return _read_mapped(path, name, kind, mapping, counter, max_bytes, options)
     if fmt == AUTO:
         fmt = format_detect(path, kind=kind, display_name=name, field_map=field_map, max_bytes=max_bytes,
                             options=options)
@@ -256,6 +262,25 @@ def read(path: str | Path, fmt: str = AUTO, *, kind: str | None = None, display_
                                                  context_differs=spec.context_differs)
         return records
     return _read_records(path, name, spec, counter, max_bytes, options)
+
+
+def _read_mapped(path: str | Path, name: str, kind: str | None, mapping: object, counter: RowCounter,
+                 max_bytes: int | None, options: ReadOptions) -> Iterator[Any]:
+    if mapping is None:
+        raise ReadError(path=name, line=0, field="(mapping)", message="the mapped format needs a column mapping")
+    if not isinstance(mapping, mapped.ColumnMapping):
+        try:
+            mapping = mapped.ColumnMapping.from_dict(mapping, kind=kind or "pairs")  # type: ignore[arg-type]
+        except mapped.MappingError as exc:
+            raise ReadError(path=name, line=0, field=exc.field, message=str(exc)) from None
+    elif kind is not None and mapping.kind != kind:
+        raise ReadError(path=name, line=0, field="(mapping)", message=f"a mapping of {mapping.kind}, not {kind}")
+    records = mapped.read_mapped(path, mapping, name=name, counter=counter, max_bytes=max_bytes, options=options)
+    if mapping.kind == "pairs":
+        container = mapped.container_detect(path, max_bytes=max_bytes)
+        unit = {"json": "record", "parquet": "row"}.get(container)
+        records = pair_formats.pairs_checked(records, name=name, unit=unit, options=options, counter=counter)
+    return records
 
 
 def _read_records(path: str | Path, name: str, spec: Format, counter: RowCounter, max_bytes: int | None,
