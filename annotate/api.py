@@ -44,9 +44,11 @@ from annotate.roles import CREATE_PROJECT, permission_require
 from annotate.selectors import (
     job_get_for_user,
     jobs_for_project,
+    membership_get_in_project,
     pair_item_get_in_project,
     project_get_for_user,
     project_list_for_user,
+    project_memberships,
     project_stats,
     step_item_get_in_project,
 )
@@ -54,8 +56,12 @@ from annotate.services import (
     LEASE_MINUTES_MAX,
     OVERLAP_MAX,
     PROJECT_NAME_MAX_LENGTH,
+    annotator_account_create,
     item_lease_next,
     item_skip,
+    membership_invite,
+    membership_remove,
+    membership_role_change,
     pair_item_adjudicate,
     pair_label_submit,
     project_create,
@@ -80,11 +86,13 @@ class ProjectSerializer(serializers.ModelSerializer):
                                        help_text="An unanswered item returns after this long.")
     prioritize_disagreements = StrictBooleanField(
         default=False, help_text="Serve first the pairs whose AI judgments disagree or flip with the order.")
+    step_mode = StrictChoiceField(choices=Project.StepMode.choices, default=Project.StepMode.RATE_ALL,
+                                  help_text="Steps projects: rate every step, or stop at the first error.")
 
     class Meta:
         model = Project
         fields = ["id", "name", "guidelines", "task_kind", "overlap", "criteria", "gold_rate", "lease_minutes",
-                  "prioritize_disagreements", "created_at"]
+                  "prioritize_disagreements", "step_mode", "created_at"]
         read_only_fields = ["id", "created_at"]
 
 
@@ -470,3 +478,93 @@ def job_retry_api(request: Request, project_id: int, slug: str, job_id: int) -> 
         return Response({"detail": f"The job is {job.status}: only a failed or cancelled job can be retried."},
                         status=status.HTTP_409_CONFLICT)
     return Response(JobSerializer(job_retry(job=job, user=request.user)).data)
+
+
+# --- Members ------------------------------------------------------------------------------------------------
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    user_id = serializers.IntegerField(read_only=True, help_text="The account's id: the key of .../members/<id>/.")
+    username = serializers.CharField(source="user.username", read_only=True)
+    email = serializers.EmailField(source="user.email", read_only=True)
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
+
+    class Meta:
+        model = Membership
+        fields = ["user_id", "username", "email", "role"]
+
+
+class MemberAddSerializer(serializers.Serializer):
+    user = StrictCharField(max_length=254, validators=[not_blank], help_text="An existing account's username or email.")
+    role = StrictChoiceField(choices=Membership.Role.choices, default=Membership.Role.ANNOTATOR)
+
+
+class MemberRoleSerializer(serializers.Serializer):
+    role = StrictChoiceField(choices=Membership.Role.choices, help_text="The last researcher stays one.")
+
+
+class AccountCreateSerializer(serializers.Serializer):
+    username = StrictCharField(max_length=150, validators=[not_blank])
+    email = StrictCharField(max_length=254, required=False, allow_blank=True, default="")
+    password = StrictCharField(required=False, allow_blank=True, default="", trim_whitespace=False, write_only=True,
+                               help_text="Leave out to have one generated.")
+    role = StrictChoiceField(choices=Membership.Role.choices, default=Membership.Role.ANNOTATOR)
+
+
+class AccountCreatedSerializer(MemberSerializer):
+    password = serializers.CharField(read_only=True, help_text="The account's password (given or generated), "
+                                                               "answered this once: it is stored only hashed.")
+
+    class Meta(MemberSerializer.Meta):
+        fields = [*MemberSerializer.Meta.fields, "password"]
+
+
+def _researcher_project(request: Request, project_id: int) -> Project:
+    return project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+
+
+@extend_schema(methods=["GET"], responses=MemberSerializer(many=True))
+@extend_schema(methods=["POST"], request=MemberAddSerializer, responses={201: MemberSerializer})
+@api_view(["GET", "POST"])
+def members(request: Request, project_id: int) -> Response:
+    """Researchers: the project's members; POST adds an existing account (by username or email)."""
+    project = _researcher_project(request, project_id)
+    if request.method == "POST":
+        data = MemberAddSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = membership_invite(project=project, identifier=data.validated_data["user"],
+                                       role=data.validated_data["role"])
+        return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
+    return Response(MemberSerializer(project_memberships(project=project), many=True).data)
+
+
+@extend_schema(request=AccountCreateSerializer, responses={201: AccountCreatedSerializer})
+@api_view(["POST"])
+def member_account_create(request: Request, project_id: int) -> Response:
+    """Researchers: create an account (no staff, no permissions) and make it a member, an annotator by
+    default. The answer carries its password, this once."""
+    project = _researcher_project(request, project_id)
+    data = AccountCreateSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    membership, password = annotator_account_create(project=project, **data.validated_data)
+    membership.password = password
+    response = Response(AccountCreatedSerializer(membership).data, status=status.HTTP_201_CREATED)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@extend_schema(methods=["GET"], responses=MemberSerializer)
+@extend_schema(methods=["PATCH"], request=MemberRoleSerializer, responses=MemberSerializer)
+@extend_schema(methods=["DELETE"], responses={204: OpenApiResponse(description="Removed; their labels stay.")})
+@api_view(["GET", "PATCH", "DELETE"])
+def member_detail(request: Request, project_id: int, user_id: int) -> Response:
+    """Researchers: one member; PATCH changes the role, DELETE removes them (never the last researcher: 400)."""
+    membership = membership_get_in_project(project=_researcher_project(request, project_id), user_id=user_id)
+    if request.method == "PATCH":
+        data = MemberRoleSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        membership = membership_role_change(membership=membership, role=data.validated_data["role"])
+    elif request.method == "DELETE":
+        membership_remove(membership=membership)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    return Response(MemberSerializer(membership).data)

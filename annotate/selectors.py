@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, Subquery, When
 from django.http import Http404
 
-from annotate.models import ItemSlot, Membership, PairItem, PairLabel, Project, StepItem, StepLabel
+from annotate.models import ItemSkip, ItemSlot, Membership, PairItem, PairLabel, Project, StepItem, StepLabel
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -129,3 +131,87 @@ def jobs_for_project(*, project: Project, limit: int = 100) -> list:
     jobs = [job for model in job_models()
             for job in model.objects.filter(**{model.project_path: project}).order_by("-created_at")[:limit]]
     return sorted(jobs, key=lambda job: job.created_at, reverse=True)[:limit]
+
+
+def project_create_allowed(*, user: User) -> bool:
+    """Whether the user may create projects: the researcher permission (``annotate.roles``)."""
+    from annotate.roles import CREATE_PROJECT
+
+    return user.is_authenticated and user.has_perm(CREATE_PROJECT)
+
+
+def project_memberships(*, project: Project) -> QuerySet[Membership]:
+    """The project's members with their accounts: researchers first, then by username."""
+    return (Membership.objects.filter(project=project).select_related("user")
+            .order_by("-role", "user__username"))  # "researcher" > "annotator"
+
+
+def membership_get_in_project(*, project: Project, user_id: int) -> Membership:
+    """The membership of one account in a project the caller has already been allowed into; else 404."""
+    try:
+        return Membership.objects.select_related("user", "project").get(project=project, user_id=user_id)
+    except (Membership.DoesNotExist, ValueError, TypeError, OverflowError):
+        raise Http404("No such member.") from None
+
+
+@dataclass(frozen=True)
+class ProjectProgress:
+    """One project's row on the project list. ``done`` and ``needed`` count labels (the k slots of each
+    non-gold item), ``open_items`` the items still short of k labels, ``left`` what the user could still
+    label there (items with an open slot they have neither labeled nor skipped)."""
+
+    role: str | None
+    items: int = 0
+    needed: int = 0
+    done: int = 0
+    open_items: int = 0
+    left: int = 0
+
+    @property
+    def is_researcher(self) -> bool:
+        return self.role == Membership.Role.RESEARCHER
+
+    @property
+    def done_shown(self) -> int:
+        """Done labels up to the number needed (a lowered k leaves slots whose labels are already made)."""
+        return min(self.done, self.needed)
+
+
+def project_list_with_progress(*, user: User) -> list[tuple[Project, ProjectProgress]]:
+    """The user's projects, each with its progress, in a fixed number of queries whatever the number of
+    projects (one for the projects and the user's roles, one per kind of item, one for the slots, and one
+    for what is left to the user)."""
+    if not user.is_authenticated:
+        return []
+    role = Membership.objects.filter(project=OuterRef("pk"), user=user).values("role")[:1]
+    projects = list(project_list_for_user(user=user).annotate(my_role=Subquery(role)))
+    if not projects:
+        return []
+    ids = [project.pk for project in projects]
+    items = {row["project"]: row["n"] for model in (PairItem, StepItem)
+             for row in model.objects.filter(project__in=ids, is_gold=False).values("project")
+             .annotate(n=Count("id")).order_by()}
+    slots = {row["project"]: row for row in ItemSlot.objects.filter(project__in=ids).values("project").annotate(
+        done_slots=Count("id", filter=Q(done=True)),
+        # CASE, not FILTER: SQLite refuses COUNT(DISTINCT ...) FILTER (...).
+        open_pairs=Count(Case(When(done=False, then="item")), distinct=True),
+        open_steps=Count(Case(When(done=False, then="step_item")), distinct=True)).order_by()}
+    annotating = [p.pk for p in projects if p.my_role == Membership.Role.ANNOTATOR]
+    left = {}
+    if annotating:
+        open_slots = (ItemSlot.objects.filter(project__in=annotating, done=False)
+                      .exclude(Exists(PairLabel.objects.filter(item=OuterRef("item"), annotator=user)))
+                      .exclude(Exists(StepLabel.objects.filter(item=OuterRef("step_item"), annotator=user)))
+                      .exclude(Exists(ItemSkip.objects.filter(item=OuterRef("item"), annotator=user)))
+                      .exclude(Exists(ItemSkip.objects.filter(step_item=OuterRef("step_item"), annotator=user))))
+        left = {row["project"]: row["pairs"] + row["steps"] for row in open_slots.values("project").annotate(
+            pairs=Count("item", distinct=True), steps=Count("step_item", distinct=True)).order_by()}
+    rows = []
+    for project in projects:
+        role = Membership.Role.RESEARCHER if user.is_superuser else project.my_role
+        counts = slots.get(project.pk, {})
+        n_items = items.get(project.pk, 0)
+        rows.append((project, ProjectProgress(
+            role=role, items=n_items, needed=n_items * project.overlap, done=counts.get("done_slots", 0),
+            open_items=counts.get("open_pairs", 0) + counts.get("open_steps", 0), left=left.get(project.pk, 0))))
+    return rows

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import random
+import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
@@ -85,6 +88,8 @@ def project_settings_clean(*, project: Project | None, fields: dict) -> dict:
         minutes = fields["lease_minutes"]
         if type(minutes) is not int or not 1 <= minutes <= LEASE_MINUTES_MAX:
             errors["lease_minutes"] = f"expected a whole number of minutes, 1 to {LEASE_MINUTES_MAX}"
+    if "step_mode" in fields and fields["step_mode"] not in Project.StepMode.values:
+        errors["step_mode"] = f"{fields['step_mode']!r} is not one of {Project.StepMode.values}"
     if "prioritize_disagreements" in fields and not isinstance(fields["prioritize_disagreements"], bool):
         errors["prioritize_disagreements"] = "expected true or false"
     if "criteria" in fields:
@@ -100,11 +105,12 @@ def project_settings_clean(*, project: Project | None, fields: dict) -> dict:
 @transaction.atomic
 def project_create(*, name: str, created_by: AbstractBaseUser | None = None, guidelines: str = "",
                    task_kind: str = Project.TaskKind.PAIRWISE, overlap: int = 1, criteria: list[str] | None = None,
-                   gold_rate: float = 0.0, lease_minutes: int = 30, prioritize_disagreements: bool = False) -> Project:
+                   gold_rate: float = 0.0, lease_minutes: int = 30, prioritize_disagreements: bool = False,
+                   step_mode: str = Project.StepMode.RATE_ALL) -> Project:
     fields = project_settings_clean(project=None, fields={
         "name": name, "guidelines": guidelines, "task_kind": task_kind, "overlap": overlap,
         "criteria": list(criteria or []), "gold_rate": gold_rate, "lease_minutes": lease_minutes,
-        "prioritize_disagreements": prioritize_disagreements})
+        "prioritize_disagreements": prioritize_disagreements, "step_mode": step_mode})
     project = Project.objects.create(**fields)
     if created_by is not None:
         project_member_add(project=project, user=created_by, role=Membership.Role.RESEARCHER)
@@ -127,6 +133,113 @@ def project_update(*, project: Project, **fields) -> Project:
 def project_member_add(*, project: Project, user: AbstractBaseUser, role: str) -> Membership:
     membership, _ = Membership.objects.update_or_create(project=project, user=user, defaults={"role": role})
     return membership
+
+
+# --- Members: who works on a project, and in which role ---------------------------------------------------
+
+GENERATED_PASSWORD_BYTES = 12  # 16 characters of token_urlsafe: 96 bits
+
+
+def _role_check(role: object) -> str:
+    if role not in Membership.Role.values:
+        raise ValidationError({"role": f"{role!r} is not one of {Membership.Role.values}"})
+    return role
+
+
+def _researchers_locked(project: Project) -> list[int]:
+    """The ids of the project's researcher memberships, locked until the transaction ends: two researchers
+    stepping down at the same moment cannot leave the project with none."""
+    return list(Membership.objects.select_for_update().filter(project=project, role=Membership.Role.RESEARCHER)
+                .order_by("pk").values_list("pk", flat=True))
+
+
+def user_find(*, identifier: str) -> AbstractBaseUser:
+    """The account with this username, or else this email address (case-insensitive); ValidationError on
+    ``user`` when there is none, or when several accounts share the address."""
+    User = get_user_model()
+    identifier = (identifier or "").strip()
+    if not identifier:
+        raise ValidationError({"user": "give a username or an email address"})
+    user = User.objects.filter(username=identifier).first() or User.objects.filter(
+        username__iexact=identifier).first()
+    if user is not None:
+        return user
+    if "@" in identifier:
+        matches = list(User.objects.filter(email__iexact=identifier)[:2])
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise ValidationError({"user": "several accounts have this email address: give the username"})
+    raise ValidationError({"user": f"no account is called {identifier!r} or has that email address "
+                                   f"(create an annotator account instead)"})
+
+
+@transaction.atomic
+def membership_invite(*, project: Project, identifier: str, role: str = Membership.Role.ANNOTATOR) -> Membership:
+    """Add an existing account (by username or email) to the project; ValidationError if it is a member."""
+    role = _role_check(role)
+    user = user_find(identifier=identifier)
+    if Membership.objects.filter(project=project, user=user).exists():
+        raise ValidationError({"user": f"{user.get_username()} is already a member of this project"})
+    return Membership.objects.create(project=project, user=user, role=role)
+
+
+@transaction.atomic
+def annotator_account_create(*, project: Project, username: str, email: str = "", password: str = "",
+                             role: str = Membership.Role.ANNOTATOR) -> tuple[Membership, str]:
+    """A new account (no staff, no permissions) made a member of the project. Returns the membership and
+    the password: the one given, checked by ``AUTH_PASSWORD_VALIDATORS``, or a generated one. The caller
+    shows it once; it is stored only hashed."""
+    role = _role_check(role)
+    User = get_user_model()
+    errors: dict[str, list[str]] = {}
+    username = (username or "").strip()
+    user = User(username=username, email=(email or "").strip())
+    try:
+        user.full_clean(exclude=["password"])
+    except ValidationError as exc:
+        errors.update({field: messages for field, messages in exc.message_dict.items()
+                       if field in {"username", "email"}})
+    if not errors.get("username") and User.objects.filter(username__iexact=username).exists():
+        errors["username"] = ["an account with this username already exists"]
+    if password:
+        try:
+            validate_password(password, user=user)
+        except ValidationError as exc:
+            errors["password"] = exc.messages
+    else:
+        password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+    if errors:
+        raise ValidationError(errors)
+    user.set_password(password)
+    user.save()
+    return Membership.objects.create(project=project, user=user, role=role), password
+
+
+@transaction.atomic
+def membership_role_change(*, membership: Membership, role: str) -> Membership:
+    """Make a member an annotator or a researcher; the last researcher stays one."""
+    role = _role_check(role)
+    if membership.role == Membership.Role.RESEARCHER and role != Membership.Role.RESEARCHER:
+        if _researchers_locked(membership.project) == [membership.pk]:
+            raise ValidationError({"role": "this is the project's last researcher: make someone else a "
+                                           "researcher first"})
+    if membership.role != role:
+        membership.role = role
+        membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership) -> None:
+    """Take a member off the project (their labels stay); never its last researcher."""
+    if membership.role == Membership.Role.RESEARCHER and _researchers_locked(membership.project) == [membership.pk]:
+        raise ValidationError({"user": "this is the project's last researcher: a project needs one to be "
+                                       "managed"})
+    # Slots the member holds go back to the queue at once instead of when their lease runs out.
+    ItemSlot.objects.filter(project=membership.project, annotator=membership.user, done=False).update(
+        annotator=None, leased_until=None)
+    membership.delete()
 
 
 @transaction.atomic

@@ -1,11 +1,17 @@
 from django.urls import path
 
-from annotate import views
+from annotate import views, views_setup
 
 app_name = "annotate"
 urlpatterns = [
-    path("", views.project_list, name="project_list"),
+    path("", views_setup.project_list, name="project_list"),
+    path("projects/new/", views_setup.project_new, name="project_new"),
+    path("projects/new/preview/", views_setup.guidelines_preview, name="guidelines_preview"),
     path("projects/<int:project_id>/", views.project_detail, name="project_detail"),
+    path("projects/<int:project_id>/members/", views_setup.project_members, name="project_members"),
+    path("projects/<int:project_id>/members/<int:user_id>/role/", views_setup.member_role, name="member_role"),
+    path("projects/<int:project_id>/members/<int:user_id>/remove/", views_setup.member_remove,
+         name="member_remove"),
     path("projects/<int:project_id>/annotate/", views.annotate_next, name="annotate"),
     path("projects/<int:project_id>/annotate/last/", views.annotate_last, name="annotate_last"),
     path("projects/<int:project_id>/annotate/<int:item_id>/", views.annotate_submit, name="annotate_submit"),

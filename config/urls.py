@@ -1,7 +1,11 @@
 from django.contrib import admin
+from django.http import HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.urls import include, path
 
 urlpatterns = [
+    # Browsers ask for /favicon.ico whatever the page says: sent to the SVG icon instead of a 404.
+    path("favicon.ico", lambda request: HttpResponsePermanentRedirect(static("favicon.svg"))),
     path("admin/", admin.site.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("api/", include("annotate.api_urls")),
