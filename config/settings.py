@@ -17,8 +17,6 @@ from csp.constants import NONCE
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
-VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 
 def env_bool(name: str, default: bool = False) -> bool:
@@ -31,6 +29,25 @@ def env_bool(name: str, default: bool = False) -> bool:
 def env_list(name: str, default: str = "") -> list[str]:
     return [part.strip() for part in os.environ.get(name, default).split(",") if part.strip()]
 
+
+def _dotenv_load() -> None:
+    """A developer's ``.env`` (``bin/setup`` writes one with DEBUG=1 and a key), so that the README's
+    commands work in any terminal. A variable already set in the environment always wins. Not read in CI,
+    which sets its own, nor under pytest (``PYTEST_VERSION``, which the tests' subprocesses inherit): a
+    developer's .env must not change what the tests see. ``DOTENV_FILE`` names another file ("" for none).
+    """
+    if env_bool("CI") or "PYTEST_VERSION" in os.environ:
+        return
+    path = os.environ.get("DOTENV_FILE", str(BASE_DIR / ".env"))
+    if path:
+        from dotenv import load_dotenv
+
+        load_dotenv(path, override=False)
+
+
+_dotenv_load()
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env_bool("DEBUG")
 
@@ -208,7 +225,9 @@ SPECTACULAR_SETTINGS = {
                                         "maximum": 2**63 - 1}},
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
                              "annotate.api_errors.errors_document"],
-    "ENUM_NAME_OVERRIDES": {"VerdictEnum": "annotate.labels.Verdict", "StrengthEnum": "annotate.labels.Strength"},
+    "ENUM_NAME_OVERRIDES": {"VerdictEnum": "annotate.labels.Verdict", "StrengthEnum": "annotate.labels.Strength",
+                            "StepModeEnum": "annotate.models.Project.StepMode",
+                            "MemberRoleEnum": "annotate.models.Membership.Role"},
     "SERVE_INCLUDE_SCHEMA": False,  # the schema does not describe itself
     # Bodies are documented as JSON, which says what a form cannot (numbers, null, lists): the API still reads
     # forms, and the import upload documents its multipart/form-data itself.

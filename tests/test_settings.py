@@ -122,3 +122,34 @@ def test_the_csp_fast_path_gives_django_csp_s_own_header(rf, settings):
     assert PathCSPMiddleware(answer)(rf.get("/x/"))["Content-Security-Policy"] == "default-src 'none'"
     docs = PathCSPMiddleware(answer)(rf.get("/api/docs/"))["Content-Security-Policy"]
     assert "data:" in docs  # the docs' own allowance
+
+
+def test_a_fresh_shell_reads_the_development_env_file_and_the_environment_wins(tmp_path):
+    """What bin/setup writes lets ``manage.py check`` run in a terminal that set nothing; a variable set in
+    the environment wins over the file; under pytest and in CI no .env is read."""
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("# written by bin/setup\nDEBUG=1\nSECRET_KEY=key-from-the-dotenv-file-" + "x" * 40 + "\n")
+    shell = {k: v for k, v in BASE.items() if k not in {"PYTEST_VERSION", "CI"}}
+
+    def fresh(args, **env):
+        return subprocess.run(args, cwd=settings.BASE_DIR, capture_output=True, text=True, timeout=120,
+                              env={**shell, "DOTENV_FILE": str(dotenv), "VAR_DIR": str(tmp_path), **env})
+
+    check = fresh([sys.executable, "manage.py", "check"])
+    assert check.returncode == 0, check.stdout + check.stderr
+    code = "from django.conf import settings as s; print(s.DEBUG, s.SECRET_KEY, sep='|')"
+    from_file = fresh([sys.executable, "-c", code], DJANGO_SETTINGS_MODULE="config.settings")
+    assert from_file.stdout.strip() == "True|key-from-the-dotenv-file-" + "x" * 40, from_file.stderr
+    from_env = fresh([sys.executable, "-c", code], DJANGO_SETTINGS_MODULE="config.settings", DEBUG="0",
+                     SECRET_KEY="key-from-the-environment")
+    assert from_env.stdout.strip() == "False|key-from-the-environment", from_env.stderr
+    for ignored in ({"CI": "true"}, {"PYTEST_VERSION": "9"}):
+        refused = fresh([sys.executable, "manage.py", "check"], **ignored)
+        assert refused.returncode != 0 and "SECRET_KEY must be set" in refused.stderr, ignored
+
+
+def test_bin_setup_writes_a_dotenv_once_and_git_ignores_it():
+    setup = (settings.BASE_DIR / "bin" / "setup").read_text()
+    assert '[ ! -e .env ] && [ -z "${CI:-}" ]' in setup and "DEBUG=1" in setup and "SECRET_KEY=" in setup
+    ignored = subprocess.run(["git", "check-ignore", "-q", ".env"], cwd=settings.BASE_DIR)
+    assert ignored.returncode == 0
