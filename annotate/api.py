@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from django.http import Http404, HttpRequest, HttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema
+from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes
 from rest_framework.parsers import MultiPartParser
@@ -26,8 +26,14 @@ from annotate.api_fields import (
     StrictIntegerField,
     not_blank,
 )
-from annotate.imports import IMPORT_OPTIONS, import_job_create, import_job_progress
-from annotate.job_lifecycle import job_cancel, job_retry
+from annotate.imports import (
+    IMPORT_OPTIONS,
+    ImportRefused,
+    import_job_create,
+    import_job_progress,
+    import_upload_preview,
+)
+from annotate.job_lifecycle import job_cancel, job_queue_position, job_retry
 from annotate.labels import (
     CORRECTED_STEP_MAX_LENGTH,
     PAIR_LABEL_ANSWER_FIELDS,
@@ -68,7 +74,7 @@ from annotate.services import (
     project_update,
     step_label_submit,
 )
-from prefdata.readers import formats_for
+from prefdata.readers import MappingError, formats_for
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -306,21 +312,75 @@ def my_labels(request: Request, project_id: int) -> Response:
     return Response(PairLabelSerializer(labels, many=True).data)
 
 
+class QueueAheadSerializer(serializers.Serializer):
+    kind = serializers.CharField(help_text="imports, synthesis, judge-runs or training")
+    id = serializers.IntegerField(allow_null=True, help_text="null for a job of another project")
+    status = serializers.CharField()
+    label = serializers.CharField(help_text='e.g. "import #12 (running, 1,200 done)"')
+
+
+class QueuePositionSerializer(serializers.Serializer):
+    """Where a queued job stands: 1 is the next to start."""
+
+    queue = serializers.CharField(help_text="the Celery queue")
+    position = serializers.IntegerField()
+    ahead_count = serializers.IntegerField()
+    ahead = QueueAheadSerializer(many=True, help_text="the jobs just ahead of it (a few)")
+    text = serializers.CharField(help_text='e.g. "waiting: 2nd in the default queue, behind import #12 (running)"')
+
+
 class ImportJobSerializer(serializers.ModelSerializer):
     rows_read = serializers.SerializerMethodField()
+    queue = serializers.SerializerMethodField(help_text="A queued job's place in its queue; null otherwise.")
 
     class Meta:
         model = ImportJob
-        fields = ["id", "file_name", "format", "status", "rows_read", "items", "error", "options", "summary",
-                  "created_at", "finished_at"]
+        fields = ["id", "file_name", "format", "status", "rows_read", "items", "error", "options", "mapping",
+                  "summary", "queue", "created_at", "finished_at"]
 
     def get_rows_read(self, job: ImportJob) -> int:
         return import_job_progress(job=job)
+
+    @extend_schema_field(QueuePositionSerializer(allow_null=True))
+    def get_queue(self, job: ImportJob) -> dict | None:
+        position = job_queue_position(job, project_id=job.project_id)
+        return position.to_dict() if position else None
+
+
+class ImportErrorSerializer(serializers.Serializer):
+    file = serializers.CharField()
+    line = serializers.IntegerField(help_text="1-based line (record, row); 0 for the file as a whole")
+    field = serializers.CharField(help_text="the file's column or field, or (file), (json), (format) ...")
+    message = serializers.CharField()
+
+
+class ImportPreviewSerializer(serializers.Serializer):
+    """The first rows of an uploaded file, read at once; nothing is queued or kept."""
+
+    container = serializers.CharField(help_text="jsonl, json, csv or parquet")
+    detected_format = serializers.CharField(allow_null=True, help_text="a known format, or null: map the columns")
+    columns = serializers.ListField(child=serializers.CharField())
+    rows = serializers.ListField(child=serializers.DictField(child=serializers.CharField()),
+                                 help_text="the first rows, each cell as text cut to 200 characters")
+    lines = serializers.ListField(child=serializers.IntegerField())
+    values = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+                                   help_text="column -> the distinct values seen (for a gold value map)")
+    suggested = serializers.DictField(child=serializers.CharField(), help_text="a mapping guessed from the names")
+    errors = ImportErrorSerializer(many=True)
+    records_checked = serializers.IntegerField()
 
 
 class ImportUploadSerializer(serializers.Serializer):
     file = serializers.FileField()
     format = serializers.ChoiceField(choices=list(formats_for()), default="auto")
+    mapping = serializers.JSONField(
+        required=False, binary=True,
+        help_text='A column mapping (JSON): {"columns": {"prompt": "input", "response_a": "output_1", '
+                  '"response_b": "output_2", "gold": "label"}, "gold_values": {"1": "A", "2": "B"}}; steps: '
+                  'prompt, steps, ratings, reference_answer, model, id, and "split". Checked over the first '
+                  "rows before the job is queued.")
+    preview = serializers.BooleanField(
+        default=False, help_text="Only read the first rows and answer the preview (200): nothing is queued or kept.")
     context_differs = serializers.ChoiceField(choices=IMPORT_OPTIONS["context_differs"][0],
                                               default=IMPORT_OPTIONS["context_differs"][0][0],
                                               help_text=IMPORT_OPTIONS["context_differs"][1])
@@ -331,7 +391,7 @@ class ImportUploadSerializer(serializers.Serializer):
 
 @extend_schema(methods=["GET"], responses=ImportJobSerializer(many=True))
 @extend_schema(methods=["POST"], request={"multipart/form-data": ImportUploadSerializer},
-               responses={202: ImportJobSerializer})
+               responses={202: ImportJobSerializer, 200: ImportPreviewSerializer})
 @api_view(["GET", "POST"])
 @parser_classes([MultiPartParser])
 def imports(request: Request, project_id: int) -> Response:
@@ -345,9 +405,21 @@ def imports(request: Request, project_id: int) -> Response:
             raise serializers.ValidationError({"format": [
                 f"{data.validated_data['format']} is not a format of {kind}: this {project.task_kind} project "
                 f"imports {', '.join(formats_for(kind))}"]})
-        job = import_job_create(project=project, upload=data.validated_data["file"],
-                                fmt=data.validated_data["format"], user=request.user,
-                                options={name: data.validated_data[name] for name in IMPORT_OPTIONS})
+        options = {name: data.validated_data[name] for name in IMPORT_OPTIONS}
+        mapping = data.validated_data.get("mapping") or None
+        try:
+            if data.validated_data["preview"]:
+                preview = import_upload_preview(project=project, upload=data.validated_data["file"],
+                                                fmt=data.validated_data["format"], mapping=mapping, options=options)
+                return Response(ImportPreviewSerializer(preview.to_dict()).data)
+            job = import_job_create(project=project, upload=data.validated_data["file"],
+                                    fmt=data.validated_data["format"], user=request.user, options=options,
+                                    mapping=mapping)
+        except MappingError as exc:
+            raise serializers.ValidationError({"mapping": [str(exc)]}) from None
+        except ImportRefused as exc:  # the first rows failed: nothing queued, nothing kept
+            raise serializers.ValidationError({"mapping" if mapping else "file": [
+                e["message"] for e in exc.errors]}) from None
         job.refresh_from_db()
         return Response(ImportJobSerializer(job).data, status=status.HTTP_202_ACCEPTED)
     return Response(ImportJobSerializer(ImportJob.objects.filter(project=project)[:100], many=True).data)

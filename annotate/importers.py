@@ -364,7 +364,7 @@ def _chunks(pairs: Iterator[PairRecord], size: int, counter: RowCounter) -> Iter
 def items_import(*, project: Project, path: str | Path, fmt: str = "auto", display_name: str | None = None,
                  progress: Callable[[int], None] | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
                  field_map: Mapping[str, str] | None = None, import_job_id: int | None = None,
-                 options: ReadOptions | None = None) -> ImportResult:
+                 options: ReadOptions | None = None, mapping: Mapping[str, Any] | None = None) -> ImportResult:
     """Import a file of pairs into ``project``: all of it or, on any error, none of it.
 
     The file is read and stored ``chunk_size`` pairs at a time (a few chunks in memory), all in one
@@ -376,6 +376,7 @@ def items_import(*, project: Project, path: str | Path, fmt: str = "auto", displ
     have all been reported stored. ``field_map`` names the source keys of ``prompt`` / ``response_a`` /
     ``response_b`` where they vary (Label Studio data, CSV header). ``import_job_id`` is stored on every
     prompt: which import brought it. ``options``: the reader's (default ``import_read_options()``).
+    ``fmt`` "mapped" reads the file through ``mapping`` (``prefdata.readers.mapped.ColumnMapping``'s JSON).
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
@@ -385,7 +386,7 @@ def items_import(*, project: Project, path: str | Path, fmt: str = "auto", displ
         fmt = format_detect(path, kind="pairs", display_name=name, field_map=field_map, options=options)
     counter = RowCounter()
     chunks = _chunks(read(path, fmt, kind="pairs", display_name=name, field_map=field_map, counter=counter,
-                          options=options), chunk_size, counter)
+                          options=options, mapping=mapping), chunk_size, counter)
     writer_class = _PostgresCopyWriter if connection.vendor == "postgresql" else _BulkCreateWriter
     items = 0
     with transaction.atomic():
@@ -434,14 +435,15 @@ def _write(chunk: list[StepRecord], *, project: Project, source: str, source_nam
 
 def step_items_import(*, project: Project, path: str | Path, fmt: str = "auto", display_name: str | None = None,
                       progress: Callable[[int], None] | None = None, chunk_size: int = DEFAULT_STEP_CHUNK_SIZE,
-                      import_job_id: int | None = None, options: ReadOptions | None = None) -> ImportResult:
+                      import_job_id: int | None = None, options: ReadOptions | None = None,
+                      mapping: Mapping[str, Any] | None = None) -> ImportResult:
     """Import a file of step items (and their labels) into a steps project: all of it or, on any error, none.
 
     The file is read and stored ``chunk_size`` records at a time (one chunk in memory), all in one
     transaction. ``progress(rows)`` is called after each stored chunk with the lines read so far; it runs
     inside the import's transaction (see ``items_import``). ``ImportResult.rows`` counts the records read,
     ``items`` the step items stored (a PRM800K row with no labeled step stores none). ``options``: the
-    reader's (default ``import_read_options()``).
+    reader's (default ``import_read_options()``); ``mapping``: that of a "mapped" import (see ``items_import``).
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be at least 1")
@@ -453,7 +455,7 @@ def step_items_import(*, project: Project, path: str | Path, fmt: str = "auto", 
     if fmt == "auto":
         fmt = format_detect(path, kind="steps", display_name=name, options=options)
     counter = RowCounter()
-    records = read(path, fmt, kind="steps", display_name=name, counter=counter, options=options)
+    records = read(path, fmt, kind="steps", display_name=name, counter=counter, options=options, mapping=mapping)
     source_name = f"{fmt}:{name}"[:_SOURCE_NAME_MAX]
     items = 0
     with transaction.atomic():

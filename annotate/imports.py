@@ -9,11 +9,20 @@ left aside (``summary``). The uploaded file of a successful import is kept (line
 cancelled one is kept ``IMPORT_KEEP_FAILED_DAYS`` days, while it can be retried, then removed by
 ``import_files_cleanup``, which each worker runs with its check for stopped jobs and each new import
 job runs too (a file refused with the setting at 0 is removed at once).
+
+A file can be previewed before it is queued (``import_preview_store``, ``import_preview_read``): its first
+rows are read at once, with the detected format, the columns and a column mapping (``ImportJob.mapping``,
+``prefdata.readers.mapped``) checked over them, so an unmapped field, a missing column or a gold value that
+maps to nothing is refused before any job exists (``ImportRefused``). A preview's file is kept beside the
+imports' (``preview-<token>-<name>``) until it is imported (it becomes the job's file), discarded, or
+``IMPORT_PREVIEW_KEEP_HOURS`` old (removed by ``import_files_cleanup``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -37,7 +46,15 @@ from annotate.models import (
     StepLabel,
 )
 from annotate.services import slots_ensure
-from prefdata.readers import CONTEXT_DIFFERS, IDENTICAL, ReadError
+from prefdata.readers import (
+    CONTEXT_DIFFERS,
+    IDENTICAL,
+    MAPPED,
+    ColumnMapping,
+    Preview,
+    ReadError,
+    preview,
+)
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +86,27 @@ def import_options_clean(options: Mapping[str, str] | None) -> dict[str, str]:
     return clean
 
 
+class ImportRefused(ValueError):
+    """A file refused before its import is queued: ``errors`` are the preview's (file, line, field, message)."""
+
+    def __init__(self, errors: list[dict]) -> None:
+        self.errors = errors
+        super().__init__("; ".join(e["message"] for e in errors[:3]))
+
+
+def import_kind(project: Project) -> str:
+    """The kind of records a project imports: "steps" or "pairs"."""
+    return "steps" if project.task_kind == Project.TaskKind.STEPS else "pairs"
+
+
+def import_mapping_clean(*, project: Project, mapping: Mapping | None) -> dict:
+    """The column mapping checked for the project's kind, in its stored form ({} for none). Raises
+    ``MappingError`` naming the field."""
+    if not mapping:
+        return {}
+    return ColumnMapping.from_dict(mapping, kind=import_kind(project)).to_dict()
+
+
 def importer_for(project: Project):
     """The import function for the project's kind: pairs or solutions split into steps."""
     return step_items_import if project.task_kind == Project.TaskKind.STEPS else items_import
@@ -77,16 +115,19 @@ def importer_for(project: Project):
 def project_import(*, project: Project, path: str | Path, fmt: str = "auto", display_name: str | None = None,
                    progress: Callable[[int], None] | None = None, job: ImportJob | None = None,
                    before_commit: Callable[[ImportResult], None] | None = None,
-                   options: Mapping[str, str] | None = None) -> ImportResult:
+                   options: Mapping[str, str] | None = None, mapping: Mapping | None = None) -> ImportResult:
     """Import a file into the project with the importer of its kind and give the new items their k
     slots, in one transaction: all of it, ready to be served, or nothing. ``before_commit(result)`` runs
     last inside that transaction (the job is marked done there); the prompts remember ``job``.
-    ``options``: the import's choices (``IMPORT_OPTIONS``; the defaults where missing)."""
+    ``options``: the import's choices (``IMPORT_OPTIONS``; the defaults where missing). ``mapping``: a
+    column mapping (``ImportJob.mapping``), which makes the format "mapped"."""
     read_options = import_read_options(**import_options_clean(options))
+    if mapping:
+        fmt = MAPPED
     with transaction.atomic():
         result = importer_for(project)(project=project, path=path, fmt=fmt, display_name=display_name,
                                        progress=progress, import_job_id=job.pk if job else None,
-                                       options=read_options)
+                                       options=read_options, mapping=mapping or None)
         slots_ensure(project=project)
         if before_commit is not None:
             before_commit(result)
@@ -113,13 +154,10 @@ def _tables_analyze(*, project: Project) -> None:
         cursor.execute(f"ANALYZE {', '.join(qn(m._meta.db_table) for m in models)}")
 
 
-def import_job_create(*, project: Project, upload: UploadedFile, fmt: str = "auto", user=None,
-                      options: Mapping[str, str] | None = None) -> ImportJob:
-    """Store the upload and queue its import once this transaction commits, with the import's choices
-    (``options``, ``IMPORT_OPTIONS``). Files of failed imports past their keeping time are removed first."""
-    options = import_options_clean(options)
-    import_files_cleanup()
-    relative = Path("imports") / f"project-{project.pk}" / f"{uuid.uuid4().hex}-{Path(upload.name).name[:100]}"
+def _upload_store(*, project: Project, upload: UploadedFile, prefix: str = "") -> tuple[Path, int]:
+    """Write the upload under the project's import directory: (its path under MEDIA_ROOT, its size)."""
+    relative = (Path("imports") / f"project-{project.pk}"
+                / f"{prefix}{uuid.uuid4().hex}-{_safe_name(upload.name)}")
     path = settings.MEDIA_ROOT / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     size = 0
@@ -127,10 +165,127 @@ def import_job_create(*, project: Project, upload: UploadedFile, fmt: str = "aut
         for chunk in upload.chunks():
             out.write(chunk)
             size += len(chunk)
-    job = ImportJob.objects.create(project=project, created_by=user, file_name=upload.name, path=str(relative),
-                                   format=fmt, total=size, options=options)
+    return relative, size
+
+
+def _safe_name(name: str | None) -> str:
+    return Path(name or "upload").name[:100] or "upload"
+
+
+def import_job_create(*, project: Project, upload: UploadedFile, fmt: str = "auto", user=None,
+                      options: Mapping[str, str] | None = None, mapping: Mapping | None = None) -> ImportJob:
+    """Store the upload and queue its import once this transaction commits, with the import's choices
+    (``options``, ``IMPORT_OPTIONS``). Files of failed imports past their keeping time are removed first.
+    With a column ``mapping`` the file's first rows are read through it at once: an error there refuses
+    the upload (``ImportRefused``, ``MappingError``) and nothing is queued or kept."""
+    options = import_options_clean(options)
+    mapping = import_mapping_clean(project=project, mapping=mapping)
+    import_files_cleanup()
+    relative, size = _upload_store(project=project, upload=upload)
+    if mapping:
+        fmt = MAPPED
+        checked = import_preview_check(project=project, path=settings.MEDIA_ROOT / relative, name=upload.name,
+                                       mapping=mapping, options=options)
+        if checked.errors:
+            (settings.MEDIA_ROOT / relative).unlink(missing_ok=True)
+            raise ImportRefused(checked.errors)
+    return _job_create(project=project, user=user, file_name=upload.name, relative=relative, fmt=fmt, size=size,
+                       options=options, mapping=mapping)
+
+
+def _job_create(*, project: Project, user, file_name: str, relative: Path, fmt: str, size: int,
+                options: dict, mapping: dict) -> ImportJob:
+    job = ImportJob.objects.create(project=project, created_by=user, file_name=file_name, path=str(relative),
+                                   format=fmt, total=size, options=options, mapping=mapping)
     job_queue(job)
     return job
+
+
+# -- previews: the first rows, read at once, before anything is queued ------------------------------------
+
+PREVIEW_PREFIX = "preview-"
+_TOKEN = re.compile(r"[0-9a-f]{32}")
+
+
+def import_preview_check(*, project: Project, path: Path, name: str, mapping: Mapping | None = None,
+                         fmt: str = "auto", options: Mapping[str, str] | None = None) -> Preview:
+    """The file's first rows read at once through ``mapping`` (or ``fmt``), within the import's limits."""
+    read_options = import_read_options(**import_options_clean(options))
+    return preview(path, kind=import_kind(project), mapping=mapping or None, fmt=fmt, display_name=name,
+                   options=read_options)
+
+
+def import_upload_preview(*, project: Project, upload: UploadedFile, fmt: str = "auto", mapping: Mapping | None = None,
+                          options: Mapping[str, str] | None = None) -> Preview:
+    """The preview of an upload that is not kept (the API's dry run): stored only while it is read."""
+    options = import_options_clean(options)
+    mapping = import_mapping_clean(project=project, mapping=mapping)
+    relative, _ = _upload_store(project=project, upload=upload, prefix=PREVIEW_PREFIX)
+    path = settings.MEDIA_ROOT / relative
+    try:
+        return import_preview_check(project=project, path=path, name=_safe_name(upload.name), mapping=mapping,
+                                    fmt=fmt, options=options)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def import_preview_store(*, project: Project, upload: UploadedFile) -> str:
+    """Keep an upload to preview (and import later, without sending it again): its token. Previews
+    older than ``IMPORT_PREVIEW_KEEP_HOURS`` are removed first."""
+    import_files_cleanup()
+    relative, _ = _upload_store(project=project, upload=upload, prefix=PREVIEW_PREFIX)
+    return relative.name[len(PREVIEW_PREFIX):len(PREVIEW_PREFIX) + 32]
+
+
+def import_preview_file(*, project: Project, token: str) -> tuple[Path, str] | None:
+    """(the path, the uploaded name) of the project's preview ``token``, or None (unknown, or removed)."""
+    if not isinstance(token, str) or not _TOKEN.fullmatch(token):
+        return None
+    folder = Path(settings.MEDIA_ROOT) / "imports" / f"project-{project.pk}"
+    found = next(iter(folder.glob(f"{PREVIEW_PREFIX}{token}-*")), None) if folder.is_dir() else None
+    if found is None:
+        return None
+    return found, found.name[len(PREVIEW_PREFIX) + 33:]
+
+
+def import_preview_read(*, project: Project, token: str, mapping: Mapping | None = None, fmt: str = "auto",
+                        options: Mapping[str, str] | None = None) -> Preview | None:
+    """The preview of a kept upload (None when the token is unknown)."""
+    found = import_preview_file(project=project, token=token)
+    if found is None:
+        return None
+    path, name = found
+    return import_preview_check(project=project, path=path, name=name, mapping=mapping, fmt=fmt, options=options)
+
+
+def import_preview_discard(*, project: Project, token: str) -> bool:
+    found = import_preview_file(project=project, token=token)
+    if found is None:
+        return False
+    found[0].unlink(missing_ok=True)
+    return True
+
+
+def import_job_from_preview(*, project: Project, token: str, fmt: str = "auto", user=None,
+                            options: Mapping[str, str] | None = None, mapping: Mapping | None = None) -> ImportJob:
+    """Queue the import of a previewed upload, checked first over its first rows (``ImportRefused``, or
+    ``MappingError`` for a mapping that cannot be used: nothing queued, the preview kept to try again).
+    The preview's file becomes the job's."""
+    options = import_options_clean(options)
+    mapping = import_mapping_clean(project=project, mapping=mapping)
+    found = import_preview_file(project=project, token=token)
+    if found is None:
+        raise ImportRefused([{"file": "", "line": 0, "field": "(file)",
+                              "message": "The uploaded file is no longer kept: upload it again."}])
+    path, name = found
+    checked = import_preview_check(project=project, path=path, name=name, mapping=mapping, fmt=fmt, options=options)
+    if checked.errors:
+        raise ImportRefused(checked.errors)
+    relative = path.relative_to(settings.MEDIA_ROOT).with_name(path.name[len(PREVIEW_PREFIX):])
+    path.rename(settings.MEDIA_ROOT / relative)
+    return _job_create(project=project, user=user, file_name=name, relative=relative,
+                       fmt=MAPPED if mapping else fmt, size=(settings.MEDIA_ROOT / relative).stat().st_size,
+                       options=options, mapping=mapping)
 
 
 def import_job_progress(*, job: ImportJob) -> int:
@@ -158,7 +313,7 @@ def _import_work(job: ImportJob, ctx: JobContext) -> None:
     try:
         project_import(project=job.project, path=settings.MEDIA_ROOT / job.path, fmt=job.format,
                        display_name=job.file_name, progress=progress, job=job, before_commit=done,
-                       options=job.options)
+                       options=job.options, mapping=job.mapping)
     except ReadError as exc:
         if _keep_days() <= 0:
             _file_remove(job)  # refused, and nothing to keep it for
@@ -196,4 +351,20 @@ def import_files_cleanup(*, now=None) -> int:
         removed += _file_remove(job, **finished)
     if removed:
         log.info("removed the files of %s failed or cancelled import(s)", removed)
+    return removed + _previews_cleanup(now=now)
+
+
+def _previews_cleanup(*, now=None) -> int:
+    """Remove the previewed uploads never imported nor discarded, ``IMPORT_PREVIEW_KEEP_HOURS`` (24) after
+    they were uploaded."""
+    hours = float(getattr(settings, "IMPORT_PREVIEW_KEEP_HOURS", 24))
+    cutoff = (now.timestamp() if now is not None else time.time()) - hours * 3600
+    removed = 0
+    for path in (Path(settings.MEDIA_ROOT) / "imports").glob(f"project-*/{PREVIEW_PREFIX}*"):
+        try:
+            if path.stat().st_mtime <= cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue  # gone meanwhile (imported, discarded or removed by another worker)
     return removed

@@ -345,6 +345,100 @@ def job_done_check(job: Job | None) -> Job:
     return job
 
 
+# -- where a queued job stands ------------------------------------------------------------------------------
+
+
+def job_celery_queue(model: type[Job]) -> str:
+    """The Celery queue a job kind's task goes to (``CELERY_TASK_ROUTES``, else the default queue)."""
+    from fnmatch import fnmatchcase
+
+    for pattern, route in getattr(settings, "CELERY_TASK_ROUTES", {}).items():
+        if fnmatchcase(model.task_name, pattern) and isinstance(route, dict) and route.get("queue"):
+            return route["queue"]
+    return getattr(settings, "CELERY_TASK_DEFAULT_QUEUE", "celery")
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+@dataclass(frozen=True)
+class QueuePosition:
+    """Where a queued job stands in its Celery queue: ``position`` 1 is the next to start; ``ahead`` the
+    jobs before it (running ones first, then the queued ones created before it, oldest first; at most a
+    few), ``ahead_count`` all of them. A job of another project is shown without its name or progress."""
+
+    queue: str
+    position: int
+    ahead_count: int
+    ahead: list[dict[str, Any]]
+
+    @property
+    def text(self) -> str:
+        if not self.ahead_count:
+            return f"waiting: next in the {self.queue} queue (no job ahead; waiting for a worker)"
+        named = ", ".join(a["label"] for a in self.ahead)
+        more = self.ahead_count - len(self.ahead)
+        return (f"waiting: {_ordinal(self.position)} in the {self.queue} queue, behind {named}"
+                + (f" and {more} more" if more > 0 else ""))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"queue": self.queue, "position": self.position, "ahead_count": self.ahead_count,
+                "ahead": self.ahead, "text": self.text}
+
+
+def _ahead_label(job: Job, project_id: int | None) -> dict[str, Any]:
+    kind = job._meta.verbose_name.removesuffix(" job")
+    if project_id is not None and getattr(job, "_queue_project_id", None) != project_id:
+        return {"kind": job.slug, "id": None, "status": job.status, "label": f"a {kind} of another project"}
+    progress, total = job_progress_live(job)
+    if job.status == JobStatus.QUEUED:
+        state = "queued"
+    elif job.is_stale:
+        state = "running, its worker stopped"
+    elif total and progress <= total and getattr(type(job), "progress_of_total", True):
+        state = f"running, {progress * 100 // total}%"
+    elif progress:
+        state = f"running, {progress:,} done"
+    else:
+        state = "running"
+    return {"kind": job.slug, "id": job.pk, "status": job.status, "progress": progress, "total": total,
+            "label": f"{kind} #{job.pk} ({state})"}
+
+
+def job_queue_position(job: Job, *, project_id: int | None = None, show: int = 3) -> QueuePosition | None:
+    """Where the QUEUED ``job`` stands (None for a job that is not queued): the RUNNING jobs of every kind
+    whose task goes to the same Celery queue, and the QUEUED ones created before it, are ahead of it. The
+    broker serves a queue in order, so the order jobs were created in is the order they start in (a
+    retried job goes by its creation too: approximate there). ``project_id``: the viewer's project; jobs
+    ahead of other projects are counted but not named. At most ``show`` jobs ahead are listed."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    queue = job_celery_queue(type(job))
+    running: list[Job] = []
+    queued: list[Job] = []
+    queued_count = 0
+    for model in job_models():
+        if job_celery_queue(model) != queue:
+            continue  # another queue: its jobs never delay this one
+        rows = model.objects.annotate(_queue_project_id=F(model.project_path))
+        running += rows.filter(status=JobStatus.RUNNING).order_by("started_at")
+        before = Q(created_at__lt=job.created_at)
+        if model is type(job):
+            before |= Q(created_at=job.created_at, pk__lt=job.pk)
+        earlier = rows.filter(before, status=JobStatus.QUEUED)
+        queued_count += earlier.count()
+        queued += earlier.order_by("-created_at", "-pk")[:show]  # the nearest ahead of it
+    # The jobs running, then the queued ones just before it (oldest first).
+    nearest = sorted(queued, key=lambda j: (j.created_at, j.pk))[-show:] if show else []
+    room = show - len(running)
+    ahead = running[:show] + (nearest[-room:] if room > 0 else [])
+    count = len(running) + queued_count
+    return QueuePosition(queue=queue, position=count + 1, ahead_count=count,
+                         ahead=[_ahead_label(other, project_id) for other in ahead])
+
+
 # -- what people do with jobs -----------------------------------------------------------------------------
 
 

@@ -331,6 +331,8 @@ class ImportJob(Job):
     task_name = "annotate.tasks.import_job_run_task"
     slug = "imports"
     page_url_name = "annotate:import"
+    # ``progress`` counts rows read, ``total`` the file's bytes: no percentage of one by the other.
+    progress_of_total = False
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="import_jobs")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from annotate import views, views_setup
+from annotate import views, views_import, views_setup
 
 app_name = "annotate"
 urlpatterns = [
@@ -18,7 +18,7 @@ urlpatterns = [
     path("projects/<int:project_id>/annotate/<int:item_id>/skip/", views.annotate_skip, name="annotate_skip"),
     path("projects/<int:project_id>/steps/<int:item_id>/", views.steps_submit, name="steps_submit"),
     path("projects/<int:project_id>/solutions/<int:item_id>/split/", views.solution_split, name="solution_split"),
-    path("projects/<int:project_id>/import/", views.import_page, name="import"),
+    path("projects/<int:project_id>/import/", views_import.import_page, name="import"),
     path("projects/<int:project_id>/quality/", views.quality, name="quality"),
     path("projects/<int:project_id>/review/", views.review, name="review"),
     path("projects/<int:project_id>/review/<int:item_id>/", views.review, name="adjudicate"),

@@ -5,22 +5,31 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.db.models import Count, Exists, OuterRef
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from annotate.forms import AdjudicationForm, ImportForm, PairLabelForm
-from annotate.imports import import_job_create, import_job_progress
-from annotate.job_lifecycle import job_cancel, job_retry
+from annotate.forms import AdjudicationForm, PairLabelForm
+from annotate.job_lifecycle import job_cancel, job_models, job_retry
+from annotate.jobs import ACTIVE_STATUSES
 from annotate.labels import presentation_order
-from annotate.models import ImportJob, Membership, PairItem, PairLabel, Project, StepItem, StepLabel
+from annotate.models import (
+    ItemSkip,
+    ItemSlot,
+    Membership,
+    PairItem,
+    PairLabel,
+    Project,
+    StepItem,
+    StepLabel,
+)
 from annotate.quality import disputed_items, project_quality
 from annotate.selectors import (
     job_get_for_user,
     pair_item_get_in_project,
     pair_label_last_for_annotator,
-    project_annotator_progress,
     project_get_for_user,
     project_list_for_user,
     project_role_for_user,
@@ -29,6 +38,7 @@ from annotate.selectors import (
     step_label_last_for_annotator,
 )
 from annotate.services import (
+    item_kind,
     item_lease_next,
     item_skip,
     pair_item_adjudicate,
@@ -60,17 +70,71 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
                    "solutions": solutions})
 
 
+LEFT_SHOWN_MAX = 1000  # "1,000+ left for you": counted after every label, so the count must not grow with the project
+
+# The jobs that make items, by slug (annotate imports nothing of the apps that define them), and how an
+# annotator waiting for them is told: their progress and total count prompts, or rows read.
+_ITEM_MAKERS = {"synthesis": "Pairs are still being generated: {progress} of {total} prompts done.",
+                "imports": "Items are still being imported: {progress} records read so far."}
+
+
+def _annotator_progress(project: Project, user) -> dict:
+    """What the annotator sees while labeling, in two queries whatever the project size: their labels, and
+    the items left for them (an open slot, not labeled or skipped by them; the item on screen included),
+    counted up to ``LEFT_SHOWN_MAX``."""
+    kind = item_kind(project)
+    mine = kind.label_model.objects.filter(item__project=project, annotator=user).count()
+    open_slots = (ItemSlot.objects.filter(project=project, done=False)
+                  .exclude(Exists(kind.label_model.objects.filter(item=OuterRef(kind.field), annotator=user)))
+                  .exclude(Exists(ItemSkip.objects.filter(**{kind.field: OuterRef(kind.field)}, annotator=user))))
+    # An item has up to k open slots: k slots a counted item are enough to reach the cap.
+    limit = (LEFT_SHOWN_MAX + 1) * max(project.overlap, 1)
+    counted = ItemSlot.objects.filter(pk__in=open_slots.values("pk")[:limit]).aggregate(
+        slots=Count("pk"), items=Count(kind.field, distinct=True))
+    more = counted["items"] > LEFT_SHOWN_MAX or counted["slots"] >= limit
+    left = min(counted["items"], LEFT_SHOWN_MAX)
+    return {"mine": mine, "left": left, "left_more": more, "left_shown": f"{left:,}{'+' if more else ''}",
+            "total": mine + left}
+
+
+def _waiting_for(project: Project) -> str:
+    """Said when nothing is left to label while a job that makes items for the project is queued or running."""
+    for model in job_models():
+        if model.slug not in _ITEM_MAKERS:
+            continue
+        job = model.objects.filter(**{model.project_path: project}, status__in=ACTIVE_STATUSES).order_by("-pk").first()
+        if job is not None:
+            return _ITEM_MAKERS[model.slug].format(progress=job.progress, total=job.total)
+    return ""
+
+
+def _page_context(request: HttpRequest, project: Project, item, *, saved: bool) -> dict:
+    """What both labeling pages show around the item: progress, a saved confirmation, the empty state."""
+    progress = _annotator_progress(project, request.user)
+    context = {"project": project, "item": item, "progress": progress, "saved": saved}
+    if item is None:
+        context["waiting"] = _waiting_for(project)
+    return context
+
+
+def _truncated(completion) -> bool:
+    """Whether the model stopped at its length limit (a finish reason "length", as OpenAI-compatible
+    servers report it), when the completion's lineage records one."""
+    reason = getattr(completion, "finish_reason", "") or (completion.sampling or {}).get("finish_reason", "")
+    return reason == "length"
+
+
 def _item_context(request: HttpRequest, project, item: PairItem | None, *, form: PairLabelForm | None = None,
-                  editing: PairLabel | None = None) -> dict:
-    context = {"project": project, "item": item, "editing": editing,
-               "form": form or PairLabelForm(criteria=project.criteria),
-               "progress": project_annotator_progress(project=project, user=request.user)}
+                  editing: PairLabel | None = None, saved: bool = False) -> dict:
+    context = {**_page_context(request, project, item, saved=saved), "editing": editing,
+               "form": form or PairLabelForm(criteria=project.criteria)}
     if item is not None:
         order = presentation_order(user_id=request.user.pk, item_id=item.pk)
         left, right = item.completion_a, item.completion_b
         if order == PairLabel.Order.BA:
             left, right = right, left
-        context.update(order=order, left=left, right=right)
+        context.update(order=order, left=left, right=right, left_truncated=_truncated(left),
+                       right_truncated=_truncated(right))
         initial_criteria = {}
         if editing is not None:
             # Show the stored verdict in the sides this annotator saw.
@@ -89,12 +153,13 @@ def _render_item(request: HttpRequest, context: dict, status: int = 200) -> Http
 
 
 @login_required
-def annotate_next(request: HttpRequest, project_id: int) -> HttpResponse:
+def annotate_next(request: HttpRequest, project_id: int, *, saved: bool = False) -> HttpResponse:
+    """The next item to label (``saved``: after a submit, which the page confirms)."""
     project = project_get_for_user(user=request.user, project_id=project_id)
     item = item_lease_next(project=project, user=request.user)
     if project.task_kind == Project.TaskKind.STEPS:
-        return _render_steps(request, project, item)
-    return _render_item(request, _item_context(request, project, item))
+        return _render_steps(request, project, item, saved=saved)
+    return _render_item(request, _item_context(request, project, item, saved=saved))
 
 
 @login_required
@@ -113,7 +178,8 @@ def annotate_last(request: HttpRequest, project_id: int) -> HttpResponse:
 
 
 def _render_steps(request: HttpRequest, project: Project, item: StepItem | None, *, editing: StepLabel | None = None,
-                  entered: dict | None = None, errors: list[str] | None = None, status: int = 200) -> HttpResponse:
+                  entered: dict | None = None, errors: list[str] | None = None, status: int = 200,
+                  saved: bool = False) -> HttpResponse:
     """The steps page. ``entered`` is what a refused submit carried: shown again as it was, with the steps
     still to rate marked, so nothing the annotator did is lost."""
     rows = []
@@ -130,10 +196,9 @@ def _render_steps(request: HttpRequest, project: Project, item: StepItem | None,
         missing = set(answer.get("missing") or ())
         rows = [{"index": i, "text": text, "rating": ratings[i], "flagged": i in flags, "missing": i in missing}
                 for i, text in enumerate(item.steps)]
-    context = {"project": project, "item": item, "rows": rows, "editing": editing, "answer": answer,
-               "errors": errors or [], "finish_reasons": StepLabel.FinishReason.choices,
-               "outcomes": StepLabel.Outcome.choices,
-               "progress": project_annotator_progress(project=project, user=request.user)}
+    context = {**_page_context(request, project, item, saved=saved), "rows": rows, "editing": editing,
+               "answer": answer, "errors": errors or [], "finish_reasons": StepLabel.FinishReason.choices,
+               "outcomes": StepLabel.Outcome.choices}
     template = "annotate/annotate_steps.html#item" if request.htmx else "annotate/annotate_steps.html"
     return render(request, template, context, status=status)
 
@@ -193,7 +258,7 @@ def steps_submit(request: HttpRequest, project_id: int, item_id: int) -> HttpRes
                           "'gave up'.", *(e for e in errors if not e.startswith("ratings:"))]
         return _render_steps(request, item.project, item, entered=entered, errors=errors, status=422)
     if request.htmx:
-        return annotate_next(request, project_id)
+        return annotate_next(request, project_id, saved=True)
     messages.success(request, f"Saved your ratings of solution {label.item_id}.")
     return redirect("annotate:annotate", project_id=project_id)
 
@@ -218,7 +283,7 @@ def annotate_submit(request: HttpRequest, project_id: int, item_id: int) -> Http
         form.add_error(None, exc)
         return _render_item(request, _item_context(request, project, item, form=form), status=422)
     if request.htmx:
-        return annotate_next(request, project_id)
+        return annotate_next(request, project_id, saved=True)
     return redirect("annotate:annotate", project_id=project_id)
 
 
@@ -232,27 +297,6 @@ def annotate_skip(request: HttpRequest, project_id: int, item_id: int) -> HttpRe
     if request.htmx:
         return annotate_next(request, project_id)
     return redirect("annotate:annotate", project_id=project_id)
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
-    """Upload a file; a worker imports it (all or nothing) and the page shows its progress."""
-    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
-    form = ImportForm(request.POST or None, request.FILES or None,
-                      steps=project.task_kind == Project.TaskKind.STEPS)
-    if request.method == "POST" and form.is_valid():
-        job = import_job_create(project=project, upload=form.cleaned_data["file"], fmt=form.cleaned_data["format"],
-                                user=request.user, options=form.options())
-        messages.success(request, f"Queued the import of {job.file_name}.")
-        return redirect("annotate:import", project_id=project.pk)
-    jobs = list(ImportJob.objects.filter(project=project)[:20])
-    for job in jobs:
-        job.rows_read = import_job_progress(job=job)
-    active = any(j.status in (ImportJob.Status.QUEUED, ImportJob.Status.RUNNING) for j in jobs)
-    context = {"project": project, "form": form, "jobs": jobs, "active": active}
-    template = "annotate/import.html#jobs" if request.htmx else "annotate/import.html"
-    return render(request, template, context, status=422 if form.errors else 200)
 
 
 @login_required
