@@ -2,10 +2,41 @@
 
 from __future__ import annotations
 
+import re
+
+from django.conf import settings
 from django.db import models
 
 from annotate.jobs import Job
 from training.ml.registry import method_choices
+
+# What an export leaves out and why, in the order shown ("9 rows (2 ties, 1 gold dropped)"): the keys the
+# export functions count (training.services, training.step_exports) and their words.
+DROP_REASONS: dict[str, str] = {
+    "tie": "ties",
+    "both_bad": "both bad",
+    "no_majority": "no majority",
+    "no_rated_step": "no rated first step",
+    "no_outcome": "no verdict and a step unrated",
+    "stale": "labels older than the steps",
+    "gold": "gold",
+}
+
+# Why each is left out, for the preview.
+DROP_REASONS_WHY: dict[str, str] = {
+    "tie": "a tie says nothing about which reply to prefer",
+    "both_bad": "neither reply is one to prefer",
+    "no_majority": "the labels are split evenly between verdicts; review the disagreement to decide it",
+    "no_rated_step": "the first step has no majority rating, so no labeled prefix is left",
+    "no_outcome": "no verdict on the answer, and an unrated step may hide the error",
+    "stale": "the labels were given before the solution was split into other steps",
+    "gold": "gold (honeypot) items check annotators and stay out of training data",
+}
+
+
+def dropped_text(dropped: dict[str, int]) -> str:
+    """ "2 ties, 1 gold" for ``{"gold": 1, "tie": 2}``; "" when nothing was dropped."""
+    return ", ".join(f"{dropped[key]} {words}" for key, words in DROP_REASONS.items() if dropped.get(key))
 
 
 class DatasetSnapshot(models.Model):
@@ -30,14 +61,29 @@ class DatasetSnapshot(models.Model):
     manifest = models.JSONField(default=dict, help_text="Lineage: which items, labels and judgments made each row.")
     sha256 = models.CharField(max_length=64)
     rows = models.PositiveIntegerField()
+    dropped = models.JSONField(default=dict, blank=True,
+                               help_text='What the export rules left out and why, e.g. {"tie": 2, "gold": 1}.')
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-id"]
         constraints = [models.UniqueConstraint(fields=["project", "name"], name="snapshot_unique_name")]
+        indexes = [models.Index(fields=["project", "sha256"], name="snapshot_project_sha256")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.rows} rows, {self.sha256[:8]})"
+
+    @property
+    def dropped_text(self) -> str:
+        return dropped_text(self.dropped)
+
+    @property
+    def file_stem(self) -> str:
+        """The name as a download's file name: letters, digits, ".", "_" and "-" (a name is free text)."""
+        stem = re.sub(r"\.{2,}", ".", re.sub(r"[^\w.-]+", "-", self.name, flags=re.ASCII))
+        return stem.strip(".-") or f"snapshot-{self.pk}"
 
 
 class TrainingJob(Job):

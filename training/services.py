@@ -11,16 +11,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import models, transaction
 from django.utils import timezone
 
 from annotate.job_lifecycle import JobContext, JobFailed, JobStopped, job_queue, job_run
-from annotate.models import PairLabel, Project, Verdict
+from annotate.models import PairItem, PairLabel, Project, StepLabel, Verdict
 from annotate.quality import pair_item_verdicts
 from annotate.selectors import pair_items_for_project
 from judges.models import AIJudgment
@@ -30,7 +32,7 @@ from prefdata.writers import EXPORT_FORMATS, dataset_bytes
 from synth.models import ModelEndpoint
 from synth.services import endpoint_model_dir
 from training.ml.registry import method_get
-from training.models import DatasetSnapshot, TrainingJob
+from training.models import DROP_REASONS, DatasetSnapshot, TrainingJob
 from training.step_exports import outcome_rows, prm800k_rows, stepwise_rows
 
 log = logging.getLogger(__name__)
@@ -63,14 +65,40 @@ def _ai_verdicts(project: Project) -> dict[int, dict]:
     return out
 
 
-def preference_rows(*, project: Project, source: str, weighted: bool = False) -> tuple[list[dict], list[dict]]:
-    """TRL conversational preference rows and, row by row, where each came from."""
+def _pair_items_labeled(project: Project, source: str) -> set[int]:
+    """The ids of the project's items (gold ones too) with a label or judgment of ``source``."""
+    labeled: set[int] = set()
+    if source in ("human", "both"):
+        labeled.update(PairLabel.objects.filter(item__project=project).values_list("item_id", flat=True).distinct())
+    if source in ("ai", "both"):
+        labeled.update(AIJudgment.objects.filter(item__project=project).values_list("item_id", flat=True).distinct())
+    return labeled
+
+
+def preference_rows(*, project: Project, source: str, weighted: bool = False,
+                    dropped: Counter | None = None) -> tuple[list[dict], list[dict]]:
+    """TRL conversational preference rows and, row by row, where each came from.
+
+    With ``dropped``, counts the items left out by reason: gold items, no majority (the top verdicts level),
+    ties and both-bad verdicts (they say nothing about which to prefer); "unlabeled" for items nobody
+    labeled yet."""
     human = _human_verdicts(project, weighted) if source in ("human", "both") else {}
     ai = _ai_verdicts(project) if source in ("ai", "both") else {}
+    labeled = _pair_items_labeled(project, source) if dropped is not None else set()
+    if dropped is not None:
+        gold = labeled.intersection(PairItem.objects.filter(project=project, is_gold=True)
+                                    .values_list("id", flat=True))
+        if gold:
+            dropped["gold"] += len(gold)
     rows, lineage = [], []
     for item in pair_items_for_project(project=project).filter(is_gold=False).order_by("id"):
         decided = human.get(item.pk) or ai.get(item.pk)
         if not decided or decided["verdict"] not in (Verdict.A, Verdict.B):
+            if dropped is not None:
+                if decided:
+                    dropped["tie" if decided["verdict"] == Verdict.TIE else "both_bad"] += 1
+                else:
+                    dropped["no_majority" if item.pk in labeled else "unlabeled"] += 1
             continue  # ties and both-bad say nothing about which to prefer
         chosen, rejected = (item.completion_a, item.completion_b)
         if decided["verdict"] == Verdict.B:
@@ -88,55 +116,179 @@ def preference_rows(*, project: Project, source: str, weighted: bool = False) ->
 STEP_FORMATS = {name for name, spec in EXPORT_FORMATS.items() if spec.items == "steps"}
 
 
-def export_rows(*, project: Project, fmt: str, source: str, weighted: bool = False,
-                neutral: str = "positive") -> tuple[list[dict], list[dict]]:
-    """The rows of an export and their lineage, for any format the project's kind supports."""
+def formats_for_project(*, project: Project) -> list[str]:
+    """The export formats that read the project's kind of items, in registry order."""
+    items = "steps" if project.task_kind == Project.TaskKind.STEPS else "pairs"
+    return [name for name, spec in EXPORT_FORMATS.items() if spec.items == items]
+
+
+def sources_for_project(*, project: Project) -> list[str]:
+    """The label sources an export of the project's kind can read."""
+    if project.task_kind == Project.TaskKind.STEPS:
+        return [DatasetSnapshot.Source.HUMAN, DatasetSnapshot.Source.AI, DatasetSnapshot.Source.AUTO]
+    return [DatasetSnapshot.Source.HUMAN, DatasetSnapshot.Source.AI, DatasetSnapshot.Source.BOTH]
+
+
+def export_rows(*, project: Project, fmt: str, source: str, weighted: bool = False, neutral: str = "positive",
+                dropped: Counter | None = None) -> tuple[list[dict], list[dict]]:
+    """The rows of an export and their lineage, for any format the project's kind supports; with
+    ``dropped``, what the export's rules left out, counted by reason."""
     steps = project.task_kind == Project.TaskKind.STEPS
     if steps != (fmt in STEP_FORMATS):
         raise ValidationError({"format": f"{fmt!r} does not apply to a {project.get_task_kind_display()} project"})
     try:
         if fmt == DatasetSnapshot.Format.STEPWISE:
-            return stepwise_rows(project=project, source=source, neutral=neutral)
+            return stepwise_rows(project=project, source=source, neutral=neutral, dropped=dropped)
         if fmt == DatasetSnapshot.Format.PRM800K:
-            return prm800k_rows(project=project, source=None if source == "both" else source)
+            return prm800k_rows(project=project, source=None if source == "both" else source, dropped=dropped)
         if fmt == DatasetSnapshot.Format.OUTCOME:
-            return outcome_rows(project=project, source=source)
+            return outcome_rows(project=project, source=source, dropped=dropped)
     except ValueError as exc:
         raise ValidationError({"source": str(exc)}) from None
     if source == DatasetSnapshot.Source.AUTO:
         raise ValidationError({"source": "preference exports come from people or AI judges"})
-    return preference_rows(project=project, source=source, weighted=weighted)
+    return preference_rows(project=project, source=source, weighted=weighted, dropped=dropped)
+
+
+PREVIEW_ROWS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPlan:
+    """What a snapshot of these options would hold, before it is created: its rows and bytes, what the
+    export rules left out (``dropped``: reason -> count, DROP_REASONS' keys), the items nobody labeled yet,
+    and an existing snapshot of the project with the very same bytes."""
+
+    project: Project
+    fmt: str
+    source: str
+    options: dict
+    rows: list[dict]
+    lineage: list[dict]
+    dropped: dict[str, int]
+    unlabeled: int
+    label_counts: dict[str, int]
+    body: bytes
+    sha256: str
+    identical: DatasetSnapshot | None
+
+    @property
+    def preview(self) -> list[dict]:
+        return self.rows[:PREVIEW_ROWS]
+
+    @property
+    def preview_lines(self) -> list[str]:
+        """The first lines of the file, as they will be written."""
+        return self.body.decode().splitlines()[:PREVIEW_ROWS]
+
+
+class SnapshotIdentical(Exception):
+    """A snapshot with the same rows exists in the project; create another only when asked to."""
+
+    def __init__(self, existing: DatasetSnapshot):
+        self.existing = existing
+        super().__init__(f"identical to {existing.name} (sha256 {existing.sha256[:12]}): "
+                         f"confirm to create another copy of the same rows")
+
+
+def _label_counts(project: Project) -> dict[str, int]:
+    """The project's labels by source when the export was made (gold items' too)."""
+    if project.task_kind == Project.TaskKind.STEPS:
+        counts = dict.fromkeys(StepLabel.Source.values, 0)
+        counts.update(StepLabel.objects.filter(item__project=project).values_list("source")
+                      .annotate(n=models.Count("id")).order_by())
+        return counts
+    return {"human": PairLabel.objects.filter(item__project=project).count(),
+            "ai": AIJudgment.objects.filter(item__project=project).count()}
+
+
+def _options(*, fmt: str, weighted: bool, neutral: str) -> dict:
+    return {"neutral": neutral} if fmt == DatasetSnapshot.Format.STEPWISE else {"weighted": weighted}
+
+
+def snapshot_plan(*, project: Project, source: str = DatasetSnapshot.Source.HUMAN,
+                  fmt: str = DatasetSnapshot.Format.PREFERENCE, weighted: bool = False,
+                  neutral: str = "positive") -> ExportPlan:
+    """The snapshot these options would make, without writing anything (the preview and the API's dry run).
+
+    ValidationError (naming the field) for a source or format that does not exist or does not fit the
+    project's kind; no rows is not an error here (the preview says 0 rows and why)."""
+    if source not in DatasetSnapshot.Source.values:
+        raise ValidationError({"source": f"{source!r} is not one of {DatasetSnapshot.Source.values}"})
+    if fmt not in DatasetSnapshot.Format.values:
+        raise ValidationError({"format": f"{fmt!r} is not one of {DatasetSnapshot.Format.values}"})
+    counter: Counter = Counter()
+    rows, lineage = export_rows(project=project, fmt=fmt, source=source, weighted=weighted, neutral=neutral,
+                                dropped=counter)
+    body = dataset_bytes(rows, "jsonl")
+    digest = hashlib.sha256(body).hexdigest()
+    identical = (DatasetSnapshot.objects.filter(project=project, sha256=digest).order_by("id").first()
+                 if rows else None)
+    return ExportPlan(project=project, fmt=fmt, source=source,
+                      options=_options(fmt=fmt, weighted=weighted, neutral=neutral), rows=rows, lineage=lineage,
+                      dropped={key: counter[key] for key in DROP_REASONS if counter[key]},
+                      unlabeled=counter["unlabeled"], label_counts=_label_counts(project), body=body,
+                      sha256=digest, identical=identical)
+
+
+def _name_free(project: Project, name: str) -> str:
+    """``name``, or with "-2", "-3"... when the project has a snapshot of that name."""
+    taken = set(DatasetSnapshot.objects.filter(project=project, name__startswith=name).values_list("name", flat=True))
+    candidate, n = name, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{name}-{n}"
+    return candidate
 
 
 @transaction.atomic
 def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HUMAN, name: str = "",
                     weighted: bool = False, fmt: str = DatasetSnapshot.Format.PREFERENCE,
-                    neutral: str = "positive") -> DatasetSnapshot:
-    """Export the project's labels as an immutable JSONL file with a manifest and sha256."""
-    if source not in DatasetSnapshot.Source.values:
-        raise ValidationError({"source": f"{source!r} is not one of {DatasetSnapshot.Source.values}"})
-    if fmt not in DatasetSnapshot.Format.values:
-        raise ValidationError({"format": f"{fmt!r} is not one of {DatasetSnapshot.Format.values}"})
-    rows, lineage = export_rows(project=project, fmt=fmt, source=source, weighted=weighted, neutral=neutral)
-    if not rows:
+                    neutral: str = "positive", allow_duplicate: bool = True,
+                    user: AbstractBaseUser | None = None) -> DatasetSnapshot:
+    """Export the project's labels as an immutable JSONL file with a manifest and sha256.
+
+    The manifest keeps the options, the rows, what the export rules dropped and why, the project's label
+    counts, who made it and when, and each row's lineage. With ``allow_duplicate=False`` (the page and the
+    API, unless the user confirms) a snapshot whose rows are byte for byte those of an existing snapshot of
+    the project raises SnapshotIdentical naming it: the file is content-addressed, so a copy only adds a name.
+    """
+    plan = snapshot_plan(project=project, source=source, fmt=fmt, weighted=weighted, neutral=neutral)
+    if not plan.rows:
         raise ValidationError(f"Project {project.name!r} has no {source} labels to export as {fmt} yet.")
-    body = dataset_bytes(rows, "jsonl")
-    digest = hashlib.sha256(body).hexdigest()
-    name = name or f"{project.name}-{source}-{timezone.now():%Y%m%d-%H%M%S}-{digest[:8]}"
+    if plan.identical is not None and not allow_duplicate:
+        raise SnapshotIdentical(plan.identical)
+    if name and DatasetSnapshot.objects.filter(project=project, name=name).exists():
+        raise ValidationError({"name": f"The project has a snapshot named {name!r} already."})
+    digest = plan.sha256
+    name = name or _name_free(project, f"{project.name[:150]}-{source}-{timezone.now():%Y%m%d-%H%M%S}-{digest[:8]}")
     relative = Path("snapshots") / f"project-{project.pk}" / f"{digest}.jsonl"
     path = settings.MEDIA_ROOT / relative
     path.parent.mkdir(parents=True, exist_ok=True)
     # Content-addressed: the same content is the same file, and a file is never rewritten.
     if not path.exists():
         partial = path.with_suffix(".partial")
-        partial.write_bytes(body)
+        partial.write_bytes(plan.body)
         partial.rename(path)
-    options = {"neutral": neutral} if fmt == DatasetSnapshot.Format.STEPWISE else {"weighted": weighted}
-    manifest = {"project": {"id": project.pk, "name": project.name}, "format": fmt, "source": source,
-                "options": options, "adjudications": "final",
-                "rows": len(rows), "sha256": digest, "created_at": timezone.now().isoformat(), "lineage": lineage}
-    return DatasetSnapshot.objects.create(project=project, name=name, source=source, format=fmt, options=options,
-                                          file=str(relative), manifest=manifest, sha256=digest, rows=len(rows))
+    created_by = ({"id": user.pk, "username": user.get_username()}
+                  if user is not None and user.is_authenticated else None)
+    manifest = {"project": {"id": project.pk, "name": project.name, "task_kind": project.task_kind},
+                "format": fmt, "record": EXPORT_FORMATS[fmt].record, "source": source,
+                "options": plan.options, "adjudications": "final",
+                "rows": len(plan.rows), "sha256": digest, "created_at": timezone.now().isoformat(),
+                "created_by": created_by, "dropped": plan.dropped, "unlabeled": plan.unlabeled,
+                "label_counts": plan.label_counts, "lineage": plan.lineage}
+    return DatasetSnapshot.objects.create(
+        project=project, name=name, source=source, format=fmt, options=plan.options, file=str(relative),
+        manifest=manifest, sha256=digest, rows=len(plan.rows), dropped=plan.dropped,
+        created_by=user if created_by is not None else None)
+
+
+def snapshot_manifest(*, snapshot: DatasetSnapshot) -> dict:
+    """The manifest as a file offers it: the stored one with the snapshot's id, name and file name first
+    (older snapshots lack the dropped reasons and label counts: they were not recorded then)."""
+    return {"snapshot": {"id": snapshot.pk, "name": snapshot.name, "file": f"{snapshot.file_stem}.jsonl"},
+            **snapshot.manifest, "dropped": snapshot.dropped}
 
 
 def snapshot_path(*, snapshot: DatasetSnapshot) -> Path:

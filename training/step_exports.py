@@ -5,11 +5,15 @@ lineage entry per row naming the item, its prompt and the labels (or adjudicatio
 
 Gold (honeypot) items are left out, as in the preference export. A label whose ``ratings`` do not have
 one rating per step of its item (the item was re-split after it was given) is ignored everywhere.
+
+Each export takes an optional ``dropped`` counter and adds to it what it left out and why (the keys of
+``training.services.DROP_REASONS``), so a snapshot can say "9 rows (2 ties dropped)"; the rows are the
+same with or without it.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -45,21 +49,27 @@ def _valid(ratings: object, n_steps: int) -> bool:
     return isinstance(ratings, list) and len(ratings) == n_steps
 
 
-def _combine(project: Project, items: Iterable[StepItem], source: str) -> dict[int, StepAggregate]:
+def _combine(project: Project, items: Iterable[StepItem], source: str,
+             dropped: Counter | None = None) -> dict[int, StepAggregate]:
     items = list(items)
     by_id = {item.pk: item for item in items}
     labels: dict[int, list[tuple[int, list, str, str]]] = defaultdict(list)
+    stale: set[int] = set()
     rows = (StepLabel.objects.filter(item__project=project, item__is_gold=False, source=source).order_by("id")
             .values_list("id", "item_id", "ratings", "outcome", "finish_reason"))
     for label_id, item_id, ratings, outcome, finish_reason in rows.iterator(chunk_size=2000):
         if item_id in by_id and _valid(ratings, len(by_id[item_id].steps)):
             labels[item_id].append((label_id, ratings, outcome, finish_reason))
+        elif item_id in by_id:
+            stale.add(item_id)
 
     result: dict[int, StepAggregate] = {}
     for item in items:
         mine = labels.get(item.pk, [])
         adjudicated = source == StepLabel.Source.HUMAN and _valid(item.final_ratings, len(item.steps))
         if not mine and not adjudicated:
+            if dropped is not None:
+                dropped["stale" if item.pk in stale else "unlabeled"] += 1
             continue
         # 1. Ratings: the reviewer's, else per step the plurality of the ratings given (None does not vote).
         if adjudicated:
@@ -84,11 +94,26 @@ def _items(project: Project):
     return StepItem.objects.filter(project=project, is_gold=False).select_related("prompt").order_by("id")
 
 
-def _aggregated(project: Project, source: str) -> Iterator[tuple[StepItem, StepAggregate]]:
+def _gold_count(project: Project, source: str | None, dropped: Counter | None, *, per_label: bool = False) -> None:
+    """Count in ``dropped["gold"]`` the gold items (or, ``per_label``, their labels) that have labels of
+    ``source`` (of any source when None): the exports leave them out."""
+    if dropped is None:
+        return
+    labels = StepLabel.objects.filter(item__project=project, item__is_gold=True)
+    if source is not None:
+        labels = labels.filter(source=source)
+    gold = labels.count() if per_label else labels.values("item_id").distinct().count()
+    if gold:
+        dropped["gold"] += gold
+
+
+def _aggregated(project: Project, source: str, dropped: Counter | None = None
+                ) -> Iterator[tuple[StepItem, StepAggregate]]:
     """The project's items that have ratings from ``source``, each with them, in id order."""
     _source_check(source)
+    _gold_count(project, source, dropped)
     items = list(_items(project))
-    aggregates = _combine(project, items, source)
+    aggregates = _combine(project, items, source, dropped)
     for item in items:
         aggregate = aggregates.get(item.pk)
         if aggregate is not None:
@@ -111,8 +136,8 @@ def step_item_ratings(*, project: Project, source: str = StepLabel.Source.HUMAN)
                     .only("id", "steps", "final_ratings", "final_outcome"), source)
 
 
-def stepwise_rows(*, project: Project, source: str = StepLabel.Source.HUMAN,
-                  neutral: str = "positive") -> tuple[list[dict], list[dict]]:
+def stepwise_rows(*, project: Project, source: str = StepLabel.Source.HUMAN, neutral: str = "positive",
+                  dropped: Counter | None = None) -> tuple[list[dict], list[dict]]:
     """TRL stepwise-supervision rows ``{"prompt", "completions", "labels"}`` and their lineage.
 
     From the combined ratings (``step_item_ratings``), step by step (``prefdata.steps.stepwise_labels``):
@@ -129,9 +154,11 @@ def stepwise_rows(*, project: Project, source: str = StepLabel.Source.HUMAN,
     if neutral not in NEUTRAL_CHOICES:
         raise ValueError(f"neutral must be one of {NEUTRAL_CHOICES}, not {neutral!r}")
     rows, lineage = [], []
-    for item, aggregate in _aggregated(project, source):
+    for item, aggregate in _aggregated(project, source, dropped):
         labels = stepwise_labels(aggregate.ratings, neutral=neutral)
         if not labels:
+            if dropped is not None:
+                dropped["no_rated_step"] += 1
             continue
         rows.append(StepwiseRow(prompt=item.prompt.last_user_text, completions=list(item.steps[:len(labels)]),
                                 labels=labels).to_dict())
@@ -148,7 +175,8 @@ def _prm800k_row(item: StepItem, ratings: list, *, labeler: object, source: str,
                        flags=flags, total_time=total_time)
 
 
-def prm800k_rows(*, project: Project, source: str | None = None) -> tuple[list[dict], list[dict]]:
+def prm800k_rows(*, project: Project, source: str | None = None,
+                 dropped: Counter | None = None) -> tuple[list[dict], list[dict]]:
     """PRM800K-like rows, one per label (of ``source``, or of every source), keeping every rating.
 
     Each step is one completion ``{text, rating (+1/0/-1/null), flagged}``; ``label.steps`` runs to the
@@ -159,6 +187,7 @@ def prm800k_rows(*, project: Project, source: str | None = None) -> tuple[list[d
     """
     if source is not None:
         _source_check(source)
+    _gold_count(project, source, dropped, per_label=True)
     items = {item.pk: item for item in _items(project)}
     labels = StepLabel.objects.filter(item__project=project, item__is_gold=False).order_by("item_id", "id")
     if source is not None:
@@ -168,8 +197,13 @@ def prm800k_rows(*, project: Project, source: str | None = None) -> tuple[list[d
         by_item[label.item_id].append(label)
     rows, lineage = [], []
     for item in items.values():
+        if dropped is not None and not by_item.get(item.pk) and not (
+                source in (None, StepLabel.Source.HUMAN) and _valid(item.final_ratings, len(item.steps))):
+            dropped["unlabeled"] += 1
         for label in by_item.get(item.pk, []):
             if not _valid(label.ratings, len(item.steps)):
+                if dropped is not None:
+                    dropped["stale"] += 1
                 continue
             rows.append(_prm800k_row(item, label.ratings, labeler=label.annotator_id or label.source_name,
                                      source=label.source, source_name=label.source_name,
@@ -184,7 +218,8 @@ def prm800k_rows(*, project: Project, source: str | None = None) -> tuple[list[d
     return rows, lineage
 
 
-def outcome_rows(*, project: Project, source: str = StepLabel.Source.HUMAN) -> tuple[list[dict], list[dict]]:
+def outcome_rows(*, project: Project, source: str = StepLabel.Source.HUMAN,
+                 dropped: Counter | None = None) -> tuple[list[dict], list[dict]]:
     """Outcome-supervision rows ``{"prompt", "completion", "label"}`` (TRL's unpaired preference form).
 
     ``completion`` is the whole solution (``solution_text``, else the steps joined by blank lines). ``label``
@@ -194,7 +229,7 @@ def outcome_rows(*, project: Project, source: str = StepLabel.Source.HUMAN) -> t
     out, since an unrated step may hide the error.
     """
     rows, lineage = [], []
-    for item, aggregate in _aggregated(project, source):
+    for item, aggregate in _aggregated(project, source, dropped):
         if aggregate.outcome in (StepLabel.Outcome.CORRECT, StepLabel.Outcome.INCORRECT):
             label, basis = aggregate.outcome == StepLabel.Outcome.CORRECT, "outcome"
         elif first_error(aggregate.ratings) is not None:
@@ -202,6 +237,8 @@ def outcome_rows(*, project: Project, source: str = StepLabel.Source.HUMAN) -> t
         elif None not in aggregate.ratings:
             label, basis = True, "steps"
         else:
+            if dropped is not None:
+                dropped["no_outcome"] += 1
             continue
         rows.append(UnpairedRow(prompt=item.prompt.last_user_text,
                                 completion=item.solution_text or "\n\n".join(item.steps), label=label).to_dict())
