@@ -5,11 +5,16 @@
   const sessionStart = Date.now();
   let sessionCount = 0;
   const form = () => document.getElementById("label-form");
+  // The session's pace, once there is enough of it to mean something (a rate after one label is noise).
+  const RATE_MIN_LABELS = 5;
+  const RATE_MIN_MS = 2 * 60 * 1000;
   const showRate = () => {
     const el = document.getElementById("session-rate");
     if (!el) return;
-    const hours = (Date.now() - sessionStart) / 3600000;
-    el.textContent = sessionCount + (sessionCount && hours > 0 ? ` (${Math.round(sessionCount / hours)}/h)` : "");
+    const ms = Date.now() - sessionStart;
+    const ready = sessionCount >= RATE_MIN_LABELS && ms >= RATE_MIN_MS;
+    el.hidden = !ready;
+    el.textContent = ready ? `· this session: ${sessionCount} (about ${Math.round(sessionCount / (ms / 3600000))}/h)` : "";
   };
   document.addEventListener("htmx:afterSwap", () => { shownAt = performance.now(); showRate(); });
   document.addEventListener("submit", (event) => {
@@ -21,7 +26,7 @@
   // "Pick a verdict first": said in the form's alert region (read out by screen readers), cleared on a pick.
   const needVerdict = (say) => {
     const hint = document.getElementById("verdict-needed");
-    if (hint) hint.textContent = say ? "Pick a verdict first: 1 left, 2 right, 3 tie, 4 both bad." : "";
+    if (hint) hint.textContent = say ? "Pick a verdict first: 1 A better, 2 B better, 3 tie, 4 both bad." : "";
     const group = form() && form().querySelector('[role="radiogroup"][aria-label="Verdict"]');
     if (group && say) group.setAttribute("aria-invalid", "true");
     else if (group) group.removeAttribute("aria-invalid");
@@ -58,7 +63,12 @@
       return;
     }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    if (verdictKeys[event.key]) pick("choice", verdictKeys[event.key]);
+    const reading = window.reading;
+    if (reading && (event.key === "j" || event.key === "k")) { event.preventDefault(); reading.scroll("a", event.key === "j" ? 1 : -1); }
+    else if (reading && (event.key === "J" || event.key === "K")) { event.preventDefault(); reading.scroll("b", event.key === "J" ? 1 : -1); }
+    else if (reading && event.key === "e") reading.toggleAll();
+    else if (event.key === "Escape") click("cancel-button");
+    else if (verdictKeys[event.key]) pick("choice", verdictKeys[event.key]);
     else if (strengthKeys[event.key]) pick("strength", strengthKeys[event.key]);
     else if (event.key === "Enter" && !event.target.matches("button, a")) { event.preventDefault(); submit(); }
     else if (event.key === "r") { event.preventDefault(); form() && form().querySelector("textarea").focus(); }

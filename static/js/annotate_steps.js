@@ -78,6 +78,7 @@
     else if (k === "Enter" && !event.target.matches("button, a")) { event.preventDefault(); form()?.requestSubmit(); }
     else if (k === "s") click("skip-button");
     else if (k === "u") click("undo-link");
+    else if (k === "Escape") click("cancel-button");
     else if (k === "g") { const g = document.getElementById("guidelines"); g.open = !g.open; }
     else if (k === "?") { const h = document.getElementById("help"); h.hidden = !h.hidden; }
   });

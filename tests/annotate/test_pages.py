@@ -149,15 +149,15 @@ def test_skip_and_undo_from_the_page(client):
     assert 'value="tie" checked' in last.content.decode()
 
 
-def test_open_slots_are_counted_up_to_a_cap(client, monkeypatch):
+def test_items_left_are_counted_up_to_a_cap(client, monkeypatch):
     """The count shown after every label stops at a cap, so it costs the same in a huge project."""
-    monkeypatch.setattr("annotate.selectors.OPEN_SLOTS_SHOWN_MAX", 3)
+    monkeypatch.setattr("annotate.views.LEFT_SHOWN_MAX", 3)
     project = ProjectFactory(overlap=1)
     member = MembershipFactory(project=project)
     items = [PairItemFactory(project=project) for _ in range(5)]
     client.force_login(member.user)
     url = reverse("annotate:annotate", args=[project.pk])
-    assert "open in project: <b>3+</b>" in client.get(url).content.decode()
+    assert '<b id="left-count">3+</b> left for you' in client.get(url).content.decode()
     for item in items[1:4]:  # the page leased items[0] to the member
         pair_label_submit(item=item, annotator=UserFactory(), verdict="A")
-    assert "open in project: <b>2</b>" in client.get(url).content.decode()
+    assert '<b id="left-count">2</b> left for you' in client.get(url).content.decode()
