@@ -6,22 +6,35 @@ import hashlib
 import logging
 import math
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Count, Exists, F, OuterRef, Sum, TextField
+from django.db.models.functions import Cast, Length
 
 from annotate.job_lifecycle import REQUEUE, JobContext, job_cancel, job_queue, job_run
+from annotate.jobs import JobStatus
 from annotate.models import PairItem, Project, StepItem, StepLabel
 from annotate.roles import job_start_permission, permission_require
 from annotate.services import pair_items_prioritize, step_labels_store
-from judges.models import DEFAULT_QUESTION, UNPARSED_EXAMPLE_CHARS, UNPARSED_EXAMPLES, AIJudgment, Judge, JudgeRun
+from judges.models import (
+    DEFAULT_QUESTION,
+    MODE_TEMPLATES,
+    UNPARSED_EXAMPLE_CHARS,
+    UNPARSED_EXAMPLES,
+    AIJudgment,
+    Judge,
+    JudgeRun,
+    template_check,
+)
 from synth.backends.base import Backend, Sampling
 from synth.models import Constitution
-from synth.services import Spending, endpoint_backend, endpoint_cost, endpoint_use_check
+from synth.secrets import api_key_decrypt, base_url_check
+from synth.services import DatabaseResponseCache, Spending, endpoint_backend, endpoint_cost, endpoint_use_check
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +355,20 @@ def items_judge(*, judge: Judge, items: Sequence[PairItem], run: JudgeRun | None
     Every prompt of the batch (each item x principle x order) goes to the backend in one call. ``tally``
     counts the generated answers read and keeps those with no verdict or score.
     """
+    evaluated = items_evaluate(judge=judge, items=items, backend=backend, tally=tally)
+    stored = []
+    with transaction.atomic():
+        for item, fields in zip(items, evaluated, strict=True):
+            judgment, _ = AIJudgment.objects.get_or_create(
+                judge=judge, template_version=judge.template_version, item=item, defaults={"run": run, **fields})
+            stored.append(judgment)
+    return stored
+
+
+def items_evaluate(*, judge: Judge, items: Sequence[PairItem], backend: Backend | None = None,
+                   tally: ParseTally | None = None) -> list[dict]:
+    """What ``items_judge`` stores for each pair (the fields of its AIJudgment, without judge, item and run),
+    computed and not stored: ``judge`` may be unsaved (a test of a judge being edited)."""
     backend = backend or endpoint_backend(endpoint=judge.endpoint)
     template = judge.active_template
     questions = judge_questions(judge=judge)
@@ -376,40 +403,36 @@ def items_judge(*, judge: Judge, items: Sequence[PairItem], run: JudgeRun | None
         results = judge_prompts(judge=judge, backend=backend, conversations=prompts, tally=tally)
     item_tokens = _tokens_per_item(backend, plan, len(prompts), _usage(backend), tokens_before)
     constitution_version = judge.constitution.version if judge.constitution_id else None
-    stored = []
-    with transaction.atomic():
-        for item, (principles, slots), (prompt_tokens, completion_tokens) in zip(items, plan, item_tokens,
-                                                                                  strict=True):
-            cost = endpoint_cost(endpoint=judge.endpoint, prompt_tokens=prompt_tokens,
-                                 completion_tokens=completion_tokens)
-            fields: dict = {"run": run, "constitution_version": constitution_version, "principles": principles,
-                            "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost": cost}
-            if pointwise:
-                score_a = sum(scores[i][0] for i, _ in slots) / len(slots)
-                score_b = sum(scores[j][0] for _, j in slots) / len(slots)
-                probability = 1 / (1 + math.exp(-(score_a - score_b)))
-                fields.update(score_a=score_a, score_b=score_b, prob_a_ab=probability, verdict_ab=_verdict(probability),
-                              verdict=_verdict(probability), probability=probability,
-                              raw_ab="\n====\n".join(scores[i][1] + "\n~~~~\n" + scores[j][1] for i, j in slots))
-            else:
-                prob_a_ab = sum(results[i].prob_first for i, _ in slots) / len(slots)
-                prob_a_ba = (sum(1.0 - results[j].prob_first for _, j in slots) / len(slots)) if both else None
-                verdict, probability = judgment_combine(debiasing=judge.debiasing, prob_a_ab=prob_a_ab,
-                                                        prob_a_ba=prob_a_ba)
-                # Votes about the stored A and B: "first" in the BA order is B ("tie" and "none" stay).
-                votes = [{"first": "A", "second": "B"}.get(v, v) for i, _ in slots for v in results[i].votes]
-                if both:
-                    votes += [{"first": "B", "second": "A"}.get(v, v) for _, j in slots for v in results[j].votes]
-                fields.update(
-                    verdict_ab=_verdict(prob_a_ab), verdict_ba=_verdict(prob_a_ba) if prob_a_ba is not None else "",
-                    prob_a_ab=prob_a_ab, prob_a_ba=prob_a_ba, verdict=verdict, probability=probability, votes=votes,
-                    vote_share=(sum(v == verdict for v in votes) / len(votes)) if votes else None,
-                    raw_ab="\n====\n".join(results[i].raw for i, _ in slots)[:20000],
-                    raw_ba="\n====\n".join(results[j].raw for _, j in slots if j is not None)[:20000])
-            judgment, _ = AIJudgment.objects.get_or_create(
-                judge=judge, template_version=judge.template_version, item=item, defaults=fields)
-            stored.append(judgment)
-    return stored
+    evaluated = []
+    for (principles, slots), (prompt_tokens, completion_tokens) in zip(plan, item_tokens, strict=True):
+        cost = endpoint_cost(endpoint=judge.endpoint, prompt_tokens=prompt_tokens,
+                             completion_tokens=completion_tokens)
+        fields: dict = {"constitution_version": constitution_version, "principles": principles,
+                        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "cost": cost}
+        if pointwise:
+            score_a = sum(scores[i][0] for i, _ in slots) / len(slots)
+            score_b = sum(scores[j][0] for _, j in slots) / len(slots)
+            probability = 1 / (1 + math.exp(-(score_a - score_b)))
+            fields.update(score_a=score_a, score_b=score_b, prob_a_ab=probability, verdict_ab=_verdict(probability),
+                          verdict=_verdict(probability), probability=probability,
+                          raw_ab="\n====\n".join(scores[i][1] + "\n~~~~\n" + scores[j][1] for i, j in slots))
+        else:
+            prob_a_ab = sum(results[i].prob_first for i, _ in slots) / len(slots)
+            prob_a_ba = (sum(1.0 - results[j].prob_first for _, j in slots) / len(slots)) if both else None
+            verdict, probability = judgment_combine(debiasing=judge.debiasing, prob_a_ab=prob_a_ab,
+                                                    prob_a_ba=prob_a_ba)
+            # Votes about the stored A and B: "first" in the BA order is B ("tie" and "none" stay).
+            votes = [{"first": "A", "second": "B"}.get(v, v) for i, _ in slots for v in results[i].votes]
+            if both:
+                votes += [{"first": "B", "second": "A"}.get(v, v) for _, j in slots for v in results[j].votes]
+            fields.update(
+                verdict_ab=_verdict(prob_a_ab), verdict_ba=_verdict(prob_a_ba) if prob_a_ba is not None else "",
+                prob_a_ab=prob_a_ab, prob_a_ba=prob_a_ba, verdict=verdict, probability=probability, votes=votes,
+                vote_share=(sum(v == verdict for v in votes) / len(votes)) if votes else None,
+                raw_ab="\n====\n".join(results[i].raw for i, _ in slots)[:20000],
+                raw_ba="\n====\n".join(results[j].raw for _, j in slots if j is not None)[:20000])
+        evaluated.append(fields)
+    return evaluated
 
 
 def disputed_items_prioritize(*, project: Project) -> int:
@@ -607,3 +630,257 @@ def judge_version_sync(*, judge: Judge) -> bool:
     if current is not None and Judge.constitution.is_cached(judge):
         judge.constitution.version = current  # what items_judge records on each judgment
     return bump and updated == 1
+
+
+# --- Judges edited in the app: checks, a preview of the prompt, a test on one pair, an estimate of a run ---------
+
+# Limits of what a judge may ask for, in the app and the API.
+VOTES_MAX = 32
+TEMPERATURE_MAX = 2.0
+MAX_NEW_TOKENS_MAX = 8192
+# A test on one pair waits at most this long for each answer, and tries once (a run retries).
+JUDGE_TEST_TIMEOUT_S = 30.0
+# Tokens from characters, before a tokenizer is at hand: about four characters a token for English text with
+# the BPE vocabularies of current models (OpenAI's rule of thumb); an estimate, said to be one.
+CHARS_PER_TOKEN = 4
+
+
+def judge_problems(*, judge: Judge, template: str | None = None) -> dict[str, str]:
+    """What is wrong with ``judge`` (saved or not) as configured, by field: a name taken, a template that
+    misses a placeholder of its mode or has an unknown one (``template``: the active template, as the form
+    and the API name it), an endpoint that cannot serve its verdict method, votes that cannot differ."""
+    problems: dict[str, str] = {}
+    if judge.name and Judge.objects.filter(name=judge.name).exclude(pk=judge.pk).exists():
+        problems["name"] = "A judge with this name exists already."
+    spec = MODE_TEMPLATES.get(judge.mode)
+    if spec is not None:
+        if error := template_check(template if template is not None else judge.active_template, spec=spec):
+            problems["template"] = error
+    if judge.endpoint_id and (error := judge.endpoint_mismatch()):
+        problems["verdict_method"] = error[0].upper() + error[1:] + "."
+    if judge.votes > 1 and judge.verdict_method == Judge.VerdictMethod.LOGPROB:
+        problems["votes"] = ("A log-probability judge reads one forward pass: votes apply to the generate "
+                             "method. Set 1, or choose generate.")
+    elif judge.votes > 1 and judge.temperature <= 0:
+        problems["temperature"] = "Several votes need a temperature above 0, else every sample is the same."
+    return problems
+
+
+@transaction.atomic
+def judge_save(*, judge: Judge, user: AbstractBaseUser, template: str | None = None) -> Judge:
+    """Create or change a judge from the app or the API: the researcher's permission, the checks of
+    ``judge_problems`` (a ValidationError by field), then a new template version when what it does changed
+    (its earlier judgments are kept under the old one)."""
+    adding = judge.pk is None
+    permission_require(user=user, permission="judges.add_judge" if adding else "judges.change_judge",
+                       doing="create judges" if adding else "change judges")
+    if template is not None:
+        setattr(judge, judge.active_template_field, template)
+    if problems := judge_problems(judge=judge):
+        raise ValidationError(problems)
+    judge_version_bump_if_changed(judge=judge)
+    judge.save()
+    return judge
+
+
+def judge_preview(*, judge: Judge, item: PairItem | StepItem) -> list[dict]:
+    """The prompts ``judge`` (saved or not) sends for ``item``, as text: both orders of a pairwise judge
+    that swaps, each response of a pointwise one, the last step of a solution. With a constitution, the
+    first principle's question."""
+    template = judge.active_template
+    conversation = item.prompt.messages
+    question = judge_questions(judge=judge)[0][1]
+    if judge.mode == Judge.Mode.STEPS:
+        steps = list(getattr(item, "steps", []) or [""])
+        prompt = step_prompt(template=template, conversation=conversation, steps=steps, index=len(steps) - 1)
+        return [{"order": f"step {len(steps)}", "text": prompt[0]["content"]}]
+    a, b = item.completion_a.text, item.completion_b.text
+    if judge.mode == Judge.Mode.POINTWISE:
+        return [{"order": "response A", "text": judge_prompt(template=template, conversation=conversation, first=a,
+                                                             question=question)[0]["content"]},
+                {"order": "response B", "text": judge_prompt(template=template, conversation=conversation, first=b,
+                                                             question=question)[0]["content"]}]
+    shown = [{"order": "A first", "text": judge_prompt(template=template, conversation=conversation, first=a,
+                                                       second=b, question=question)[0]["content"]}]
+    if judge.debiasing != Judge.Debiasing.NONE:
+        shown.append({"order": "B first", "text": judge_prompt(template=template, conversation=conversation,
+                                                               first=b, second=a, question=question)[0]["content"]})
+    return shown
+
+
+class JudgeTestError(Exception):
+    """A test on one pair failed: one line, safe to show (never the key)."""
+
+
+@dataclass(frozen=True)
+class JudgeTest:
+    """A judge's answer on one pair, computed and not stored: what each order said and the combination."""
+
+    item_id: int
+    orders: list[dict]  # {"order", "prompt", "raw", "verdict", "prob_a"}, about the stored A and B
+    verdict: str
+    probability: float
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float | None  # None: the endpoint has no prices
+    seconds: float
+    votes: list[str]
+    principles: list[str]
+
+
+def _test_backend(endpoint, timeout: float) -> Backend:
+    """A backend for one test: an HTTP endpoint gets a client of its own (its own token counts, one try, at
+    most ``timeout`` a request, answers cached like a run's); a local model is the process's."""
+    if endpoint.kind != "openai":
+        return endpoint_backend(endpoint=endpoint)
+    from synth.backends.openai import OpenAIBackend
+    base_url_check(endpoint.base_url)
+    return OpenAIBackend(base_url=endpoint.base_url, model=endpoint.path,
+                         api_key=api_key_decrypt(endpoint.api_key_encrypted),
+                         timeout=min(endpoint.timeout_s, timeout), max_concurrency=endpoint.max_concurrency,
+                         max_retries=0, cache=DatabaseResponseCache(endpoint.pk), capabilities=endpoint.capabilities)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def judge_test(*, judge: Judge, item: PairItem, user: AbstractBaseUser, timeout: float = JUDGE_TEST_TIMEOUT_S,
+               backend: Backend | None = None) -> JudgeTest:
+    """Judge one pair with ``judge`` (saved or not) now, as a run would, and store nothing: no AIJudgment, so
+    reports never count a test. The endpoint must be open to ``user`` on the item's project. Each request
+    waits at most ``timeout`` and is tried once; JudgeTestError (one line) when the endpoint fails."""
+    permission_require(user=user, permission=job_start_permission(JudgeRun), doing="test judges")
+    if judge.mode == Judge.Mode.STEPS:
+        raise ValidationError({"judge": "A test on one pair is for pairwise and pointwise judges; a step judge "
+                                        "is tried by a run on a few solutions."})
+    endpoint_use_check(endpoint=judge.endpoint, project=item.project, user=user)
+    if error := judge.endpoint_mismatch():
+        raise ValidationError({"verdict_method": error})
+    started = time.monotonic()
+    try:
+        backend = backend or _test_backend(judge.endpoint, timeout)
+        tokens_before = _usage(backend)
+        fields = items_evaluate(judge=judge, items=[item], backend=backend)[0]
+    except ValidationError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (any failure of the model or its server: said in one line)
+        log.info("judge test failed: %s", _one_line(exc))
+        raise JudgeTestError(f"The endpoint {judge.endpoint.name!r} failed: {_one_line(exc)}") from None
+    seconds = time.monotonic() - started
+    prompts = judge_preview(judge=judge, item=item)
+    orders = [{"order": prompts[0]["order"], "prompt": prompts[0]["text"], "raw": fields["raw_ab"],
+               "verdict": fields["verdict_ab"], "prob_a": fields["prob_a_ab"]}]
+    if judge.mode == Judge.Mode.PAIRWISE and fields.get("verdict_ba"):
+        orders.append({"order": prompts[1]["order"], "prompt": prompts[1]["text"], "raw": fields["raw_ba"],
+                       "verdict": fields["verdict_ba"], "prob_a": fields["prob_a_ba"]})
+    prompt_tokens, completion_tokens = fields["prompt_tokens"], fields["completion_tokens"]
+    if not (prompt_tokens or completion_tokens):  # a backend without per-prompt usage: its total
+        after = _usage(backend)
+        prompt_tokens, completion_tokens = after[0] - tokens_before[0], after[1] - tokens_before[1]
+    priced = judge.endpoint.cost_per_million_input or judge.endpoint.cost_per_million_output
+    return JudgeTest(item_id=item.pk, orders=orders, verdict=fields["verdict"], probability=fields["probability"],
+                     prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                     cost=endpoint_cost(endpoint=judge.endpoint, prompt_tokens=prompt_tokens,
+                                        completion_tokens=completion_tokens) if priced else None,
+                     seconds=round(seconds, 2), votes=list(fields.get("votes") or []),
+                     principles=list(fields.get("principles") or []))
+
+
+def judge_requests_per_item(*, judge: Judge) -> dict:
+    """Per pair: prompts (orders x principles), samples (x votes) and requests (the samples, or one request
+    a prompt where the server returns several samples at once, or reads log-probabilities)."""
+    principles = len(judge_questions(judge=judge)) if judge.principle_use == Judge.PrincipleUse.ALL else 1
+    if judge.mode == Judge.Mode.POINTWISE:
+        orders = 2  # one prompt per response
+    else:
+        orders = 2 if judge.debiasing != Judge.Debiasing.NONE and judge.mode == Judge.Mode.PAIRWISE else 1
+    generate = judge.verdict_method == Judge.VerdictMethod.GENERATE
+    votes = max(1, judge.votes) if generate else 1
+    several_at_once = (judge.endpoint.capabilities or {}).get("n") is not False and judge.endpoint.kind == "openai"
+    prompts = orders * principles
+    return {"orders": orders, "principles": principles, "votes": votes, "prompts": prompts,
+            "samples": prompts * votes, "requests": prompts * (1 if several_at_once or votes == 1 else votes)}
+
+
+def endpoint_seconds_per_request(*, endpoint_id: int, runs: int = 20) -> tuple[float | None, int]:
+    """Observed wall time per request on the endpoint: over its latest finished judge runs, their duration
+    over the requests they made (concurrency included, as a run sees it); (None, 0) when none is known."""
+    seconds = requests = 0.0
+    done = (JudgeRun.objects.filter(judge__endpoint_id=endpoint_id, status=JobStatus.DONE, started_at__isnull=False,
+                                    finished_at__isnull=False).select_related("judge__endpoint", "judge__constitution")
+            .order_by("-finished_at")[:runs])
+    counted = 0
+    for run in done:
+        judged = run.judgments.count()
+        if not judged:
+            continue
+        seconds += max(0.0, (run.finished_at - run.started_at).total_seconds())
+        requests += judged * judge_requests_per_item(judge=run.judge)["requests"]
+        counted += 1
+    return (seconds / requests if requests and seconds else None), counted
+
+
+def judge_run_estimate(*, judge: Judge, project: Project) -> dict:
+    """Before a run: the pairs left to judge at the judge's version, the requests (pairs x orders x
+    principles x votes), the tokens (from the template's and the pairs' lengths, ``CHARS_PER_TOKEN``), the
+    cost from the endpoint's prices (None without prices), and the time from the endpoint's observed time
+    per request (None when no run of it finished yet)."""
+    endpoint = judge.endpoint
+    per_item = judge_requests_per_item(judge=judge)
+    questions = judge_questions(judge=judge)
+    question_chars = round(sum(len(q) for _, q in questions) / len(questions))
+    base_chars = len(_PLACEHOLDER.sub("", _STEP_PLACEHOLDER.sub("", judge.active_template))) + question_chars
+    if judge.mode == Judge.Mode.STEPS:
+        mine = StepLabel.objects.filter(source=StepLabel.Source.AI, source_name=judge_source_name(judge=judge))
+        pending = StepItem.objects.filter(project=project).exclude(Exists(mine.filter(item=OuterRef("pk"))))
+        items = prompts = prompt_chars = 0
+        for messages, steps in pending.values_list("prompt__messages", "steps").iterator():
+            conv = len(conversation_render(messages))
+            items += 1
+            prompts += len(steps)
+            prompt_chars += sum(base_chars + conv + sum(len(s) + 9 for s in steps[: i + 1]) for i in range(len(steps)))
+        prompts *= per_item["principles"]
+        prompt_chars *= per_item["principles"]
+        samples = prompts * per_item["votes"]
+        requests = prompts * (per_item["requests"] // per_item["prompts"])
+    else:
+        judged = AIJudgment.objects.filter(judge=judge, template_version=judge.template_version, item=OuterRef("pk"))
+        pending = PairItem.objects.filter(project=project).exclude(Exists(judged))
+        sums = pending.aggregate(n=Count("id"), conv=Sum(Length(Cast("prompt__messages", TextField()))),
+                                 a=Sum(Length("completion_a__text")), b=Sum(Length("completion_b__text")))
+        items = sums["n"] or 0
+        conv, a, b = sums["conv"] or 0, sums["a"] or 0, sums["b"] or 0
+        if judge.mode == Judge.Mode.POINTWISE:  # one prompt per response
+            one_principle = 2 * (items * base_chars + conv) + a + b
+        else:
+            one_principle = per_item["orders"] * (items * base_chars + conv + a + b)
+        prompt_chars = one_principle * per_item["principles"]
+        prompts, samples, requests = (items * per_item["prompts"], items * per_item["samples"],
+                                      items * per_item["requests"])
+    prompt_tokens = math.ceil(prompt_chars / CHARS_PER_TOKEN)
+    generate = judge.verdict_method == Judge.VerdictMethod.GENERATE
+    # Generate: at most max_new_tokens a sample (an upper bound); log-probabilities: one token a prompt.
+    completion_tokens = samples * judge.max_new_tokens if generate else prompts
+    priced = bool(endpoint.cost_per_million_input or endpoint.cost_per_million_output)
+    local = endpoint.kind != "openai"
+    cost = (endpoint_cost(endpoint=endpoint, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+            if priced else 0.0 if local else None)
+    per_request, runs_seen = endpoint_seconds_per_request(endpoint_id=endpoint.pk)
+    seconds = round(per_request * requests, 1) if per_request is not None else None
+    return {
+        "items": items, "orders": per_item["orders"], "principles": per_item["principles"],
+        "votes": per_item["votes"], "prompts": prompts, "samples": samples, "requests": requests,
+        "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+        "completion_tokens_upper_bound": generate, "chars_per_token": CHARS_PER_TOKEN,
+        "cost": round(cost, 6) if cost is not None else None,
+        "cost_note": ("at most: answers may be shorter than max_new_tokens" if priced and generate else
+                      "from the endpoint's prices" if priced else "a local model: no price" if local else
+                      "unknown: the endpoint has no prices"),
+        "seconds_per_request": round(per_request, 4) if per_request is not None else None,
+        "seconds": seconds,
+        "time_note": (f"from {runs_seen} finished run{'s' if runs_seen != 1 else ''} on this endpoint"
+                      if seconds is not None else "unknown: no run on this endpoint has finished yet"),
+        "max_cost_per_run": endpoint.max_cost_per_run,
+    }
