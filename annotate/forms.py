@@ -33,7 +33,8 @@ class PairLabelForm(forms.Form):
 
 class ImportForm(forms.Form):
     file = forms.FileField()
-    format = forms.ChoiceField(choices=[])
+    format = forms.ChoiceField(choices=[], required=False, help_text="auto: recognised from the first record; "
+                                                                     "any other file: map its columns after upload.")
 
     def __init__(self, *args, steps: bool = False, **kwargs):
         from annotate.imports import IMPORT_OPTIONS
@@ -49,6 +50,9 @@ class ImportForm(forms.Form):
             self.fields[name] = forms.ChoiceField(choices=[(v, v) for v in values], initial=values[0],
                                                   required=False, help_text=description.capitalize() + ".",
                                                   label=name.replace("_", " ").capitalize())
+
+    def clean_format(self) -> str:
+        return self.cleaned_data.get("format") or "auto"
 
     def options(self) -> dict[str, str]:
         """The import's choices made in the form (``ImportJob.options``)."""
