@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
 from django.db.models import Count, Exists, OuterRef
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -57,17 +58,26 @@ def project_list(request: HttpRequest) -> HttpResponse:
     return render(request, "annotate/project_list.html", {"projects": projects})
 
 
+SOLUTIONS_PER_PAGE = 50
+
+
 @login_required
 def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
     project = project_get_for_user(user=request.user, project_id=project_id)
     role = project_role_for_user(project=project, user=request.user)
     stats = project_stats(project=project, user=request.user)
     is_researcher = role == Membership.Role.RESEARCHER
-    solutions = (StepItem.objects.filter(project=project).select_related("prompt").order_by("id")[:50]
-                 if is_researcher and project.task_kind == Project.TaskKind.STEPS else [])
+    solutions = None
+    if is_researcher and project.task_kind == Project.TaskKind.STEPS:
+        # Every solution, SOLUTIONS_PER_PAGE a page (a page past the last shows the last).
+        paginator = Paginator(StepItem.objects.filter(project=project).select_related("prompt").order_by("id"),
+                              SOLUTIONS_PER_PAGE)
+        solutions = paginator.get_page(request.GET.get("page"))
+    pages = (solutions.paginator.get_elided_page_range(solutions.number, on_each_side=2, on_ends=1)
+             if solutions is not None and solutions.paginator.num_pages > 1 else [])
     return render(request, "annotate/project_detail.html",
                   {"project": project, "role": role, "stats": stats, "is_researcher": is_researcher,
-                   "solutions": solutions})
+                   "steps": project.task_kind == Project.TaskKind.STEPS, "solutions": solutions, "pages": pages})
 
 
 LEFT_SHOWN_MAX = 1000  # "1,000+ left for you": counted after every label, so the count must not grow with the project
