@@ -9,7 +9,14 @@ from django.contrib.auth.models import AbstractBaseUser
 
 from annotate.models import Project
 from judges.models import MODE_TEMPLATES, Judge
-from judges.services import MAX_NEW_TOKENS_MAX, MODE_TASK_KINDS, TEMPERATURE_MAX, VOTES_MAX, judge_problems
+from judges.services import (
+    MAX_NEW_TOKENS_MAX,
+    MODE_TASK_KINDS,
+    TEMPERATURE_MAX,
+    TEMPLATE_MAX_LENGTH,
+    VOTES_MAX,
+    judge_problems,
+)
 from synth.models import Constitution
 from synth.selectors import endpoints_usable
 
@@ -26,7 +33,8 @@ class JudgeForm(forms.Form):
     name = forms.CharField(max_length=200)
     endpoint = forms.ModelChoiceField(queryset=None, help_text="The endpoints you may use on this project.")
     mode = forms.ChoiceField()
-    template = forms.CharField(widget=forms.Textarea(attrs={"rows": 16, "spellcheck": "false"}), strip=False)
+    template = forms.CharField(max_length=TEMPLATE_MAX_LENGTH, strip=False,
+                               widget=forms.Textarea(attrs={"rows": 16, "spellcheck": "false"}))
     constitution = forms.ModelChoiceField(queryset=Constitution.objects.all(), required=False,
                                           empty_label="None: one question, “Which response is better?”",
                                           help_text="Its principles' questions replace {question}.")

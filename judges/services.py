@@ -638,6 +638,7 @@ def judge_version_sync(*, judge: Judge) -> bool:
 VOTES_MAX = 32
 TEMPERATURE_MAX = 2.0
 MAX_NEW_TOKENS_MAX = 8192
+TEMPLATE_MAX_LENGTH = 20000
 # A test on one pair waits at most this long for each answer, and tries once (a run retries).
 JUDGE_TEST_TIMEOUT_S = 30.0
 # Tokens from characters, before a tokenizer is at hand: about four characters a token for English text with
