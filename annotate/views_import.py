@@ -80,7 +80,7 @@ def _preview_context(*, project: Project, token: str, preview: Preview, mode: st
     targets = [{"name": name, "label": what, "required": required, "selected": columns.get(name, "")}
                for name, (required, what) in TARGETS[kind].items()]
     return {
-        "token": token, "preview": preview, "mode": mode, "targets": targets, "format": fmt,
+        "token": token, "preview": preview, "mode": mode, "targets": targets, "format": fmt, "gold_for": gold_column,
         "gold_rows": [{"index": i, "value": v, "selected": posted_gold.get(v, "")}
                       for i, v in enumerate(gold_values[:GOLD_ROWS_MAX])],
         "verdicts": VERDICTS, "split_rules": TEXT_SPLIT_RULES,
@@ -125,6 +125,15 @@ def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
         mode = "mapping" if request.POST.get("mode") == "mapping" else "format"
         mapping = _mapping_posted(request.POST, kind) if mode == "mapping" else None
         fmt = request.POST.get("format") if request.POST.get("format") in formats_for(kind) else "auto"
+        gold_column = (mapping or {}).get("columns", {}).get("gold", "")
+        if gold_column and gold_column != request.POST.get("gold_for", ""):
+            # The gold column was just chosen: its value map starts from the guess, not from the rows the
+            # form showed for another column.
+            first = import_preview_read(project=project, token=token)
+            guess = _gold_suggest(first.values.get(gold_column, [])) if first else {}
+            mapping.pop("gold_values", None)  # type: ignore[union-attr]
+            if guess:
+                mapping["gold_values"] = guess  # type: ignore[index]
         try:
             preview = import_preview_read(project=project, token=token, mapping=mapping, fmt=fmt)
         except MappingError as exc:  # pragma: no cover - the preview reports mapping errors itself
