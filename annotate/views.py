@@ -73,7 +73,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         paginator = Paginator(StepItem.objects.filter(project=project).select_related("prompt").order_by("id"),
                               SOLUTIONS_PER_PAGE)
         solutions = paginator.get_page(request.GET.get("page"))
-    pages = (solutions.paginator.get_elided_page_range(solutions.number, on_each_side=2, on_ends=1)
+    pages = (list(solutions.paginator.get_elided_page_range(solutions.number, on_each_side=2, on_ends=1))
              if solutions is not None and solutions.paginator.num_pages > 1 else [])
     return render(request, "annotate/project_detail.html",
                   {"project": project, "role": role, "stats": stats, "is_researcher": is_researcher,
