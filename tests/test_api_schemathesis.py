@@ -53,6 +53,7 @@ CONFIG = {
             r"/items/\{item_id\}/label/$",  # the project's criteria
             r"/solutions/\{item_id\}/label/$",  # one rating per step of that solution
             r"/judges/\{judge_id\}/runs/$",  # the judge's mode and the project's task kind
+            r"/judges/(\{judge_id\}/|preview/)?$",  # a judge: its endpoint usable, its mode, name and template
             r"^/api/token/$",  # a username and password that match
             r"/imports/$",  # a file in the format it names
         ]
