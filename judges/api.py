@@ -301,8 +301,8 @@ class JudgeTestSerializer(serializers.Serializer):
 
 @extend_schema(request=PairChoiceSerializer, responses={
     200: JudgeTestSerializer,
-    502: OpenApiResponse(response=_ERROR_BODY, description="The endpoint failed or did not answer in time: "
-                                                           "`detail` says how, in one line.")})
+    424: OpenApiResponse(response=_ERROR_BODY, description="The judge's endpoint failed or did not answer in "
+                                                           "time: `detail` says how, in one line.")})
 @api_view(["POST"])
 def judge_test_api(request: Request, project_id: int, judge_id: int) -> Response:
     """Researchers: run a judge on one pair now (both orders, as a run would) and answer what each order said,
@@ -315,7 +315,9 @@ def judge_test_api(request: Request, project_id: int, judge_id: int) -> Response
     try:
         result = judge_test(judge=judge, item=item, user=request.user)
     except JudgeTestError as exc:
-        return Response({"detail": str(exc)}, status=502)
+        # 424 Failed Dependency: the request was fine, the model server it depends on failed (a 5xx would say
+        # this platform did).
+        return Response({"detail": str(exc)}, status=424)
     return Response(JudgeTestSerializer(result).data)
 
 

@@ -175,8 +175,9 @@ def reliability_svg(table: list[dict], *, ties: int = 0, width: int = 420, heigh
         parts.append(f'<rect x="{x0:.1f}" y="{top_y:.1f}" width="{x1 - x0:.1f}" height="{y(0) - top_y:.1f}" '
                      f'fill="#3056d3" fill-opacity="0.8"><title>{row["count"]} judgments, mean confidence '
                      f'{row["confidence"]:.2f}, people agree {row["accuracy"]:.2f}</title></rect>')
-        parts.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{max(top_y - 5, top + 12):.1f}" font-size="12" '
-                     f'text-anchor="middle" fill="#101828">n={row["count"]}</text>')
+        inside = top_y - 5 < top + 12  # no room above a bar near 1: the count goes inside it, in white
+        parts.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{top_y + 16 if inside else top_y - 5:.1f}" font-size="12" '
+                     f'text-anchor="middle" fill="{"#ffffff" if inside else "#101828"}">n={row["count"]}</text>')
     if not table:
         parts.append(f'<text x="{left + inner_w / 2:.1f}" y="{top + inner_h / 2:.1f}" font-size="13" '
                      f'text-anchor="middle" fill="#475467">no decided judgment with a human verdict</text>')
