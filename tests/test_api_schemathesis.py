@@ -38,7 +38,8 @@ STATEFUL_STEPS = 10
 
 # Refusals that depend on what is stored, which no schema can say: a label's criteria are its project's,
 # a solution's ratings one per step, a project's name unique and its task kind fixed once it has items, a
-# judge's mode must fit the project. Valid-looking input may get a 400 there (with a detail naming the field).
+# judge's mode must fit the project, a snapshot's format its kind. Valid-looking input may get a 400 there (with a
+# detail naming the field).
 STATEFUL_400 = ["2xx", "400", "401", "403", "404", "409"]
 CONFIG = {
     "seed": SEED,
@@ -56,6 +57,7 @@ CONFIG = {
             r"/judges/(\{judge_id\}/|preview/)?$",  # a judge: its endpoint usable, its mode, name and template
             r"^/api/token/$",  # a username and password that match
             r"/imports/$",  # a file in the format it names
+            r"/snapshots/$",  # a format of the project's kind, labels to export, a name not taken
         ]
     ] + [
         # The one multipart/form-data body: a form's empty field is "not given" to DRF (the default applies),
