@@ -26,7 +26,8 @@ pytestmark = pytest.mark.django_db
 LLMBAR = Path(__file__).resolve().parents[3] / "shared" / "data" / "external" / "llmbar" / "LLMBar_Natural.jsonl"
 ROWS = [{"input": f"Instruction {i}", "output_1": f"first {i}", "output_2": f"second {i}", "label": 1 + i % 2}
         for i in range(5)]
-MAP = {"map_prompt": "input", "map_response_a": "output_1", "map_response_b": "output_2", "map_gold": "label"}
+MAP = {"map_prompt": "input", "map_response_a": "output_1", "map_response_b": "output_2", "map_gold": "label",
+       "gold_for": "label"}  # the column the value map was shown for
 API_MAP = {"columns": {"prompt": "input", "response_a": "output_1", "response_b": "output_2", "gold": "label"},
            "gold_values": {"1": "A", "2": "B"}}
 
