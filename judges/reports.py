@@ -204,8 +204,8 @@ class ItemVerdict:
 
     @property
     def agrees(self) -> bool | None:
-        if self.human not in SIDES:
-            return None
+        if self.human not in SIDES or self.verdict not in SIDES:
+            return None  # no side to agree on: people have no verdict, or the judge tied
         return self.verdict == self.human
 
 
