@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import RegexValidator
 from django.http import Http404, HttpRequest, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view, parser_classes
+from rest_framework.exceptions import APIException
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -62,6 +66,7 @@ from annotate.services import (
     LEASE_MINUTES_MAX,
     OVERLAP_MAX,
     PROJECT_NAME_MAX_LENGTH,
+    MembershipConflict,
     annotator_account_create,
     item_lease_next,
     item_skip,
@@ -73,6 +78,7 @@ from annotate.services import (
     project_create,
     project_update,
     step_label_submit,
+    user_find,
 )
 from prefdata.readers import MappingError, formats_for
 
@@ -558,7 +564,7 @@ def job_retry_api(request: Request, project_id: int, slug: str, job_id: int) -> 
 class MemberSerializer(serializers.ModelSerializer):
     user_id = serializers.IntegerField(read_only=True, help_text="The account's id: the key of .../members/<id>/.")
     username = serializers.CharField(source="user.username", read_only=True)
-    email = serializers.EmailField(source="user.email", read_only=True)
+    email = serializers.CharField(source="user.email", read_only=True)
     role = serializers.ChoiceField(choices=Membership.Role.choices)
 
     class Meta:
@@ -576,16 +582,14 @@ class MemberRoleSerializer(serializers.Serializer):
 
 
 class AccountCreateSerializer(serializers.Serializer):
-    username = StrictCharField(max_length=150, validators=[not_blank])
-    email = StrictCharField(max_length=254, required=False, allow_blank=True, default="")
-    password = StrictCharField(required=False, allow_blank=True, default="", trim_whitespace=False, write_only=True,
-                               help_text="Leave out to have one generated.")
+    username = StrictCharField(max_length=150, validators=[RegexValidator(r"^[\w.@+-]+$")],
+                               help_text="Letters, digits and @ . + - _ (Django's usernames).")
     role = StrictChoiceField(choices=Membership.Role.choices, default=Membership.Role.ANNOTATOR)
 
 
 class AccountCreatedSerializer(MemberSerializer):
-    password = serializers.CharField(read_only=True, help_text="The account's password (given or generated), "
-                                                               "answered this once: it is stored only hashed.")
+    password = serializers.CharField(read_only=True, help_text="The account's generated password, answered this "
+                                                               "once: it is stored only hashed.")
 
     class Meta(MemberSerializer.Meta):
         fields = [*MemberSerializer.Meta.fields, "password"]
@@ -595,30 +599,57 @@ def _researcher_project(request: Request, project_id: int) -> Project:
     return project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
 
 
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "Refused because of what is stored."
+    default_code = "conflict"
+
+
+@contextmanager
+def _conflicts_as_409() -> Iterator[None]:
+    """A member already, a username taken, the last researcher: 409, with the service's message."""
+    try:
+        yield
+    except MembershipConflict as exc:
+        raise Conflict(exc.messages[0]) from None
+
+
+_CONFLICT = "A member already, a username taken, or the project's last researcher."
+
+
 @extend_schema(methods=["GET"], responses=MemberSerializer(many=True))
-@extend_schema(methods=["POST"], request=MemberAddSerializer, responses={201: MemberSerializer})
+@extend_schema(methods=["POST"], request=MemberAddSerializer,
+               responses={201: MemberSerializer, 409: OpenApiResponse(description=_CONFLICT)})
 @api_view(["GET", "POST"])
 def members(request: Request, project_id: int) -> Response:
-    """Researchers: the project's members; POST adds an existing account (by username or email)."""
+    """Researchers: the project's members; POST adds an existing account (by username or email; none that
+    matches: 404)."""
     project = _researcher_project(request, project_id)
     if request.method == "POST":
         data = MemberAddSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = membership_invite(project=project, identifier=data.validated_data["user"],
-                                       role=data.validated_data["role"])
+        try:
+            user = user_find(identifier=data.validated_data["user"])
+        except DjangoValidationError as exc:
+            raise Http404(exc.messages[0]) from None
+        with _conflicts_as_409():
+            membership = membership_invite(project=project, identifier=user.get_username(),
+                                           role=data.validated_data["role"])
         return Response(MemberSerializer(membership).data, status=status.HTTP_201_CREATED)
     return Response(MemberSerializer(project_memberships(project=project), many=True).data)
 
 
-@extend_schema(request=AccountCreateSerializer, responses={201: AccountCreatedSerializer})
+@extend_schema(request=AccountCreateSerializer,
+               responses={201: AccountCreatedSerializer, 409: OpenApiResponse(description=_CONFLICT)})
 @api_view(["POST"])
 def member_account_create(request: Request, project_id: int) -> Response:
-    """Researchers: create an account (no staff, no permissions) and make it a member, an annotator by
-    default. The answer carries its password, this once."""
+    """Researchers: create an account (no staff, no permissions) with a generated password and make it a
+    member, an annotator by default. The answer carries the password, this once."""
     project = _researcher_project(request, project_id)
     data = AccountCreateSerializer(data=request.data)
     data.is_valid(raise_exception=True)
-    membership, password = annotator_account_create(project=project, **data.validated_data)
+    with _conflicts_as_409():
+        membership, password = annotator_account_create(project=project, **data.validated_data)
     membership.password = password
     response = Response(AccountCreatedSerializer(membership).data, status=status.HTTP_201_CREATED)
     response["Cache-Control"] = "no-store"
@@ -626,17 +657,21 @@ def member_account_create(request: Request, project_id: int) -> Response:
 
 
 @extend_schema(methods=["GET"], responses=MemberSerializer)
-@extend_schema(methods=["PATCH"], request=MemberRoleSerializer, responses=MemberSerializer)
-@extend_schema(methods=["DELETE"], responses={204: OpenApiResponse(description="Removed; their labels stay.")})
+@extend_schema(methods=["PATCH"], request=MemberRoleSerializer,
+               responses={200: MemberSerializer, 409: OpenApiResponse(description=_CONFLICT)})
+@extend_schema(methods=["DELETE"], responses={204: OpenApiResponse(description="Removed; their labels stay."),
+                                              409: OpenApiResponse(description=_CONFLICT)})
 @api_view(["GET", "PATCH", "DELETE"])
 def member_detail(request: Request, project_id: int, user_id: int) -> Response:
-    """Researchers: one member; PATCH changes the role, DELETE removes them (never the last researcher: 400)."""
+    """Researchers: one member; PATCH changes the role, DELETE removes them (never the last researcher: 409)."""
     membership = membership_get_in_project(project=_researcher_project(request, project_id), user_id=user_id)
     if request.method == "PATCH":
         data = MemberRoleSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        membership = membership_role_change(membership=membership, role=data.validated_data["role"])
+        with _conflicts_as_409():
+            membership = membership_role_change(membership=membership, role=data.validated_data["role"])
     elif request.method == "DELETE":
-        membership_remove(membership=membership)
+        with _conflicts_as_409():
+            membership_remove(membership=membership)
         return Response(status=status.HTTP_204_NO_CONTENT)
     return Response(MemberSerializer(membership).data)

@@ -140,6 +140,11 @@ def project_member_add(*, project: Project, user: AbstractBaseUser, role: str) -
 GENERATED_PASSWORD_BYTES = 12  # 16 characters of token_urlsafe: 96 bits
 
 
+class MembershipConflict(ValidationError):
+    """Refused because of what is stored (a member already, a username taken, the last researcher): the API
+    answers it 409, the pages show it by its field as any ValidationError."""
+
+
 def _role_check(role: object) -> str:
     if role not in Membership.Role.values:
         raise ValidationError({"role": f"{role!r} is not one of {Membership.Role.values}"})
@@ -180,7 +185,7 @@ def membership_invite(*, project: Project, identifier: str, role: str = Membersh
     role = _role_check(role)
     user = user_find(identifier=identifier)
     if Membership.objects.filter(project=project, user=user).exists():
-        raise ValidationError({"user": f"{user.get_username()} is already a member of this project"})
+        raise MembershipConflict({"user": f"{user.get_username()} is already a member of this project"})
     return Membership.objects.create(project=project, user=user, role=role)
 
 
@@ -196,12 +201,11 @@ def annotator_account_create(*, project: Project, username: str, email: str = ""
     username = (username or "").strip()
     user = User(username=username, email=(email or "").strip())
     try:
-        user.full_clean(exclude=["password"])
+        user.full_clean(exclude=["password"], validate_unique=False)  # taken, whatever the case: below
     except ValidationError as exc:
         errors.update({field: messages for field, messages in exc.message_dict.items()
                        if field in {"username", "email"}})
-    if not errors.get("username") and User.objects.filter(username__iexact=username).exists():
-        errors["username"] = ["an account with this username already exists"]
+    taken = not errors.get("username") and User.objects.filter(username__iexact=username).exists()
     if password:
         try:
             validate_password(password, user=user)
@@ -209,6 +213,10 @@ def annotator_account_create(*, project: Project, username: str, email: str = ""
             errors["password"] = exc.messages
     else:
         password = secrets.token_urlsafe(GENERATED_PASSWORD_BYTES)
+    if taken and not errors:
+        raise MembershipConflict({"username": "an account with this username already exists"})
+    if taken:
+        errors["username"] = ["an account with this username already exists"]
     if errors:
         raise ValidationError(errors)
     user.set_password(password)
@@ -222,8 +230,8 @@ def membership_role_change(*, membership: Membership, role: str) -> Membership:
     role = _role_check(role)
     if membership.role == Membership.Role.RESEARCHER and role != Membership.Role.RESEARCHER:
         if _researchers_locked(membership.project) == [membership.pk]:
-            raise ValidationError({"role": "this is the project's last researcher: make someone else a "
-                                           "researcher first"})
+            raise MembershipConflict({"role": "this is the project's last researcher: make someone else a "
+                                             "researcher first"})
     if membership.role != role:
         membership.role = role
         membership.save(update_fields=["role"])
@@ -234,8 +242,8 @@ def membership_role_change(*, membership: Membership, role: str) -> Membership:
 def membership_remove(*, membership: Membership) -> None:
     """Take a member off the project (their labels stay); never its last researcher."""
     if membership.role == Membership.Role.RESEARCHER and _researchers_locked(membership.project) == [membership.pk]:
-        raise ValidationError({"user": "this is the project's last researcher: a project needs one to be "
-                                       "managed"})
+        raise MembershipConflict({"user": "this is the project's last researcher: a project needs one to be "
+                                         "managed"})
     # Slots the member holds go back to the queue at once instead of when their lease runs out.
     ItemSlot.objects.filter(project=membership.project, annotator=membership.user, done=False).update(
         annotator=None, leased_until=None)

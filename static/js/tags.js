@@ -46,10 +46,12 @@
     }
 
     function commit() {
-      split(entry.value).forEach(function (name) {
+      var names = split(entry.value);
+      entry.value = "";
+      if (!names.length) return; // nothing typed: the chips stay as they are (a click on one keeps its target)
+      names.forEach(function (name) {
         if (tags.indexOf(name) === -1) tags.push(name);
       });
-      entry.value = "";
       render();
     }
 

@@ -222,15 +222,19 @@ def test_the_api_creates_a_project_and_manages_its_members(client, researcher):
 def test_the_api_refuses_bad_member_changes_as_json(client, project, researcher):
     me = reverse("api_member_detail", args=[project.pk, researcher.pk])
     for response in (client.patch(me, {"role": "annotator"}, content_type="application/json"), client.delete(me)):
-        assert response.status_code == 400 and "last researcher" in response.json()["detail"]
+        assert response.status_code == 409 and "last researcher" in response.json()["detail"]
     response = client.patch(me, {"role": "owner"}, content_type="application/json")
     assert response.status_code == 400 and "role" in response.json()
-    response = client.post(reverse("api_members", args=[project.pk]), {"user": "ghost"},
-                           content_type="application/json")
-    assert response.status_code == 400 and "no account" in response.json()["user"][0]
-    response = client.post(reverse("api_member_account_create", args=[project.pk]),
-                           {"username": "x y!", "password": "1"}, content_type="application/json")
-    assert response.status_code == 400 and {"username", "password"} <= set(response.json())
+    members = reverse("api_members", args=[project.pk])
+    response = client.post(members, {"user": "ghost"}, content_type="application/json")
+    assert response.status_code == 404 and "no account" in response.json()["detail"]
+    response = client.post(members, {"user": "RITA"}, content_type="application/json")
+    assert response.status_code == 409 and "already a member" in response.json()["detail"]
+    accounts = reverse("api_member_account_create", args=[project.pk])
+    response = client.post(accounts, {"username": "x y!"}, content_type="application/json")
+    assert response.status_code == 400 and "username" in response.json()
+    response = client.post(accounts, {"username": "Rita"}, content_type="application/json")
+    assert response.status_code == 409 and "already exists" in response.json()["detail"]
     assert client.get(reverse("api_member_detail", args=[project.pk, 10**6])).status_code == 404
 
 
