@@ -110,9 +110,6 @@ def judge_run_start(request: Request, project_id: int, judge_id: int) -> Respons
 
 # --- Judges created and changed through the API; a preview of the prompt, a test on one pair, an estimate -------
 
-_ERROR_BODY = {"type": "object", "properties": {"detail": {"type": "string"}}, "required": ["detail"]}
-
-
 class JudgeSerializer(serializers.Serializer):
     """A judge as the API shows and takes it: ``template`` is the template of its mode (a judge keeps one per
     mode). The endpoints offered are those the caller may use on the project; the checks are the app's
@@ -258,11 +255,11 @@ def _item_pick(project: Project, item_id: int | None) -> PairItem | StepItem:
     if item_id is not None:
         item = items.filter(pk=item_id).first()
         if item is None:
-            raise ValidationError({"item": [f"No pair {item_id} in this project."]})
+            raise NotFound(f"No pair {item_id} in this project.")
         return item
     count = items.count()
     if not count:
-        raise ValidationError({"item": ["The project has no pair yet."]})
+        raise NotFound("The project has no pair yet.")
     return items.order_by("id")[random.randrange(count)]  # noqa: S311 (not a secret)
 
 
@@ -301,7 +298,7 @@ class JudgeTestSerializer(serializers.Serializer):
 
 @extend_schema(request=PairChoiceSerializer, responses={
     200: JudgeTestSerializer,
-    424: OpenApiResponse(response=_ERROR_BODY, description="The judge's endpoint failed or did not answer in "
+    409: OpenApiResponse(description="The judge's endpoint failed or did not answer in "
                                                            "time: `detail` says how, in one line.")})
 @api_view(["POST"])
 def judge_test_api(request: Request, project_id: int, judge_id: int) -> Response:
@@ -315,9 +312,9 @@ def judge_test_api(request: Request, project_id: int, judge_id: int) -> Response
     try:
         result = judge_test(judge=judge, item=item, user=request.user)
     except JudgeTestError as exc:
-        # 424 Failed Dependency: the request was fine, the model server it depends on failed (a 5xx would say
-        # this platform did).
-        return Response({"detail": str(exc)}, status=424)
+        # 409: the request was fine, but the judge's endpoint as configured does not answer (a 5xx would say
+        # this platform failed; the API's other refusals that depend on stored state are 400 and 409 too).
+        return Response({"detail": str(exc)}, status=409)
     return Response(JudgeTestSerializer(result).data)
 
 

@@ -177,7 +177,7 @@ def test_a_failing_endpoint_is_one_line(world, client, server):
     error = html_unescape(error[error.index(">") + 1: error.index("</p>")])
     assert error.startswith("The endpoint 'http' failed:") and "\n" not in error and len(error) < 400
     api = client.post(reverse("api_judge_test", args=[project.pk, judge.pk]), {}, content_type="application/json")
-    assert api.status_code == 424 and api.json()["detail"].startswith("The endpoint 'http' failed:")
+    assert api.status_code == 409 and api.json()["detail"].startswith("The endpoint 'http' failed:")
     assert not AIJudgment.objects.exists()
 
 
