@@ -666,10 +666,11 @@ def member_detail(request: Request, project_id: int, user_id: int) -> Response:
     """Researchers: one member; PATCH changes the role, DELETE removes them (never the last researcher: 409)."""
     membership = membership_get_in_project(project=_researcher_project(request, project_id), user_id=user_id)
     if request.method == "PATCH":
-        data = MemberRoleSerializer(data=request.data)
+        data = MemberRoleSerializer(data=request.data, partial=True)  # PATCH: nothing given, nothing changed
         data.is_valid(raise_exception=True)
-        with _conflicts_as_409():
-            membership = membership_role_change(membership=membership, role=data.validated_data["role"])
+        if "role" in data.validated_data:
+            with _conflicts_as_409():
+                membership = membership_role_change(membership=membership, role=data.validated_data["role"])
     elif request.method == "DELETE":
         with _conflicts_as_409():
             membership_remove(membership=membership)

@@ -227,7 +227,9 @@ SPECTACULAR_SETTINGS = {
                              "annotate.api_errors.errors_document"],
     "ENUM_NAME_OVERRIDES": {"VerdictEnum": "annotate.labels.Verdict", "StrengthEnum": "annotate.labels.Strength",
                             "StepModeEnum": "annotate.models.Project.StepMode",
-                            "MemberRoleEnum": "annotate.models.Membership.Role"},
+                            "MemberRoleEnum": "annotate.models.Membership.Role",
+                            "JudgeModeEnum": "judges.models.Judge.Mode",
+                            "SnapshotFormatEnum": "training.models.DatasetSnapshot.Format"},
     "SERVE_INCLUDE_SCHEMA": False,  # the schema does not describe itself
     # Bodies are documented as JSON, which says what a form cannot (numbers, null, lists): the API still reads
     # forms, and the import upload documents its multipart/form-data itself.
