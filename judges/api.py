@@ -1,6 +1,7 @@
 import copy
 import random
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Sum
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -298,8 +299,9 @@ class JudgeTestSerializer(serializers.Serializer):
 
 @extend_schema(request=PairChoiceSerializer, responses={
     200: JudgeTestSerializer,
-    409: OpenApiResponse(description="The judge's endpoint failed or did not answer in "
-                                                           "time: `detail` says how, in one line.")})
+    409: OpenApiResponse(description="The judge cannot be tested as it is stored (a step judge, a method its "
+                                     "endpoint lacks), or its endpoint failed or did not answer in time: `detail` "
+                                     "says why, in one line.")})
 @api_view(["POST"])
 def judge_test_api(request: Request, project_id: int, judge_id: int) -> Response:
     """Researchers: run a judge on one pair now (both orders, as a run would) and answer what each order said,
@@ -311,6 +313,8 @@ def judge_test_api(request: Request, project_id: int, judge_id: int) -> Response
     item = _item_pick(project, serializer.validated_data.get("item"))
     try:
         result = judge_test(judge=judge, item=item, user=request.user)
+    except DjangoValidationError as exc:  # what the stored judge is (a step judge, a method its endpoint lacks)
+        return Response({"detail": " ".join(m for ms in exc.message_dict.values() for m in ms)}, status=409)
     except JudgeTestError as exc:
         # 409: the request was fine, but the judge's endpoint as configured does not answer (a 5xx would say
         # this platform failed; the API's other refusals that depend on stored state are 400 and 409 too).

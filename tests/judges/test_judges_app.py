@@ -179,6 +179,12 @@ def test_a_failing_endpoint_is_one_line(world, client, server):
     api = client.post(reverse("api_judge_test", args=[project.pk, judge.pk]), {}, content_type="application/json")
     assert api.status_code == 409 and api.json()["detail"].startswith("The endpoint 'http' failed:")
     assert not AIJudgment.objects.exists()
+    judge.verdict_method = "logprob"
+    judge.save()
+    world["endpoint"].capabilities = {"logprobs": False}
+    world["endpoint"].save()
+    refused = client.post(reverse("api_judge_test", args=[project.pk, judge.pk]), {}, content_type="application/json")
+    assert refused.status_code == 409 and "returns no log-probabilities" in refused.json()["detail"]
 
 
 def test_estimate_counts_requests_tokens_cost_and_time(world, client):
