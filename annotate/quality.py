@@ -36,8 +36,13 @@ def _label_rows(project: Project) -> list[LabelRow]:
         "item__gold_verdict"))
 
 
+def _nan_or_none(value: float | None) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
 def _nan_to_none(value: float) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else round(value, 4)
+    value = _nan_or_none(value)
+    return None if value is None else round(value, 4)
 
 
 @dataclass
@@ -97,7 +102,7 @@ def project_quality(*, project: Project) -> dict:
             gold_accuracy=_nan_to_none(sum(r[2] == r[7] for r in gold) / len(gold)) if gold else None,
             agreement_with_majority=_nan_to_none(majority_share.get(annotator, math.nan)),
             kappa_with_majority=_nan_to_none(cohen_kappa(a=mine, b=others)) if mine else None,
-            left_share=_nan_to_none(bias["left_share"]), position_p_value=_nan_to_none(bias["p_value"]),
+            left_share=_nan_to_none(bias["left_share"]), position_p_value=_nan_or_none(bias["p_value"]),
         ))
     return {"labels": len(rows), "items_labeled": len(verdicts_by_item),
             "alpha_ordinal": _nan_to_none(alpha), "fleiss_kappa": _nan_to_none(fleiss),

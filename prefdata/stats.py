@@ -593,3 +593,15 @@ def position_bias(*, labels: Iterable[tuple[str, str]]) -> PositionBias:
         total=total,
         p_value=_binomial_two_sided_p(k=left, n=decisive),
     )
+
+
+def p_value_text(value: float | None) -> str:
+    """A p-value as people read it: scientific notation below 0.001 (1.8e-12, never "0.0"), else three
+    significant digits. The API keeps the full-precision number; this is for pages only."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if value == 0:
+        return "< 1e-300"
+    if value < 1e-3:
+        return f"{value:.1e}".replace("e-0", "e-")
+    return f"{value:.3g}"

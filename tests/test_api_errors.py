@@ -392,5 +392,9 @@ def test_an_import_in_a_format_of_the_other_kind_is_refused_at_once(settings, tm
 
 def test_the_import_operations_document_their_own_answers(schema):
     operations = schema["paths"]["/api/projects/{project_id}/imports/"]
-    assert "202" not in operations["get"]["responses"] and "200" not in operations["post"]["responses"]
+    assert "202" not in operations["get"]["responses"]
     assert operations["get"]["responses"]["200"]["content"][JSON]["schema"]["type"] == "array"
+    # POST queues a job (202, the job) or, with preview=true, reads the first rows and queues nothing (200)
+    post = operations["post"]["responses"]
+    assert post["202"]["content"][JSON]["schema"]["$ref"].endswith("/ImportJob")
+    assert post["200"]["content"][JSON]["schema"] != post["202"]["content"][JSON]["schema"]

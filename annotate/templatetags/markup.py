@@ -21,6 +21,8 @@ import nh3
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
+from prefdata.stats import p_value_text
+
 register = template.Library()
 
 TOKEN_PREFIX = "tok-"  # Pygments' classes, prefixed so they never meet the app's own
@@ -153,3 +155,9 @@ def markdown_to_safe_html(text: str) -> SafeString:
 @register.filter(name="markdown")
 def markdown_filter(text: str) -> SafeString:
     return markdown_to_safe_html(text)
+
+
+@register.filter(name="p_value")
+def p_value_filter(value: float | None) -> str:
+    """A p-value as people read it: 1.8e-12, never 0.0 (prefdata.stats.p_value_text)."""
+    return p_value_text(value)

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from django import template
 
-from judges.reports import item_judge_verdicts, p_value_text
+from judges.reports import item_judge_verdicts
+from prefdata.stats import p_value_text
 
 register = template.Library()
 
 
 @register.filter
 def p_value(value: float | None) -> str:
-    """1.8e-12, never 0.0 (judges.reports.p_value_text)."""
+    """1.8e-12, never 0.0 (prefdata.stats.p_value_text)."""
     return p_value_text(value)
 
 

@@ -119,3 +119,21 @@ def test_openapi_schema_and_docs(client):
         assert path in paths
     docs = client.get(reverse("api_docs")).content.decode()
     assert "swagger" in docs.lower() and "cdn" not in docs.lower()
+
+
+def test_a_tiny_position_p_value_is_shown_in_scientific_notation(client):
+    """An annotator who picked the left response 40 times of 40: p = 2 * 0.5**40 = 1.8e-12, which rounding
+    to four places used to show as 0.0. The API keeps the full number; the page writes it as 1.8e-12."""
+    project = ProjectFactory()
+    researcher = MembershipFactory(project=project, researcher=True).user
+    annotator = MembershipFactory(project=project).user
+    for i in range(40):
+        order = "AB" if i % 2 else "BA"
+        pair_label_submit(item=PairItemFactory(project=project), annotator=annotator, verdict=order[0],
+                          shown_order=order)
+    client.force_login(researcher)
+    row = next(a for a in client.get(reverse("api_quality", args=[project.pk])).json()["annotators"]
+               if a["annotator_id"] == annotator.pk)
+    assert row["position_p_value"] == pytest.approx(2 * 0.5 ** 40, rel=1e-9)
+    page = client.get(reverse("annotate:quality", args=[project.pk])).content.decode()
+    assert "p = 1.8e-12" in page and "(0.0)" not in page

@@ -12,7 +12,8 @@ from django.urls import reverse
 
 from annotate.services import pair_label_submit
 from judges.models import AIJudgment, Judge
-from judges.reports import judge_item_verdicts, judge_report, p_value_text, reliability_svg
+from judges.reports import judge_item_verdicts, judge_report, reliability_svg
+from prefdata.stats import p_value_text
 from synth.models import ModelEndpoint
 from tests.factories import MembershipFactory, PairItemFactory, PairLabelFactory, ProjectFactory, UserFactory
 
