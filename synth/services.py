@@ -301,8 +301,9 @@ def _synthesis_work(job: SynthesisJob, ctx: JobContext) -> None:
         with transaction.atomic():
             for prompt, (text_a, text_b) in zip(batch, replies, strict=True):
                 made = [
-                    Completion.objects.create(prompt=prompt, text=text, model_name=job.endpoint.name,
-                                              sampling=sampling.as_dict())
+                    Completion.objects.create(prompt=prompt, text=str(text), model_name=job.endpoint.name,
+                                              sampling={**sampling.as_dict(),
+                                                        "finish_reason": getattr(text, "finish_reason", "")})
                     for text in (text_a, text_b)
                 ]
                 Generation.objects.bulk_create(

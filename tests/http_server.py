@@ -89,7 +89,10 @@ class Server:
         if self.flavour in ("llamacpp", "ollama"):
             n = 1
         text = self.reply(number)
-        choice: dict = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        # A reply longer than max_tokens (counted in words here) is cut there, as servers do.
+        words, limit = text.split(" "), body.get("max_tokens") or 1 << 30
+        text, finish = (" ".join(words[:limit]), "length") if len(words) > limit else (text, "stop")
+        choice: dict = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
         if body.get("logprobs") and self.flavour != "ollama":
             top = [{"token": "A", "logprob": -0.3}, {"token": "B", "logprob": -1.4}, {"token": "Yes", "logprob": -2.0}]
             top = top[:body.get("top_logprobs") or 3]

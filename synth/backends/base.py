@@ -22,11 +22,23 @@ class Sampling:
         return {k: v for k, v in self.__dict__.items() if k != "batch_size"}
 
 
+class Reply(str):
+    """A generated reply: the text itself, with why generation stopped where the backend knows it
+    ("length": cut at ``max_new_tokens``; "stop": the model ended it; "" unknown)."""
+
+    finish_reason: str
+
+    def __new__(cls, text: str, finish_reason: str = "") -> Reply:
+        reply = super().__new__(cls, text)
+        reply.finish_reason = finish_reason
+        return reply
+
+
 class Backend(Protocol):
     name: str
 
     def generate(self, conversations: list[Conversation], sampling: Sampling) -> list[list[str]]:
-        """For each conversation, ``sampling.n`` assistant replies."""
+        """For each conversation, ``sampling.n`` assistant replies (``Reply``: a str with its finish reason)."""
         ...
 
     def score(self, conversations: list[Conversation], candidates: list[list[str]]) -> list[list[float]]:

@@ -8,7 +8,7 @@ import threading
 from dataclasses import dataclass
 
 from prefdata.records import text_clean
-from synth.backends.base import Conversation, Sampling
+from synth.backends.base import Conversation, Reply, Sampling
 
 
 class TransformersBackend:
@@ -54,6 +54,8 @@ class TransformersBackend:
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         pad = self.tokenizer.pad_token_id
+        eos = self.tokenizer.eos_token_id
+        stops = {pad, *(eos if isinstance(eos, list) else [eos])} - {None}
         with self._lock, torch.inference_mode():
             for start in range(0, len(prompts), sampling.batch_size):
                 batch = prompts[start : start + sampling.batch_size]
@@ -68,7 +70,10 @@ class TransformersBackend:
                     kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
                 out = self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
                 for row in out[:, width:]:
-                    outputs.append(text_clean(self.tokenizer.decode(row, skip_special_tokens=True)).strip())
+                    # A row with no end-of-sequence token ran to max_new_tokens: it was cut.
+                    ended = any(t in stops for t in row.tolist())
+                    outputs.append(Reply(text_clean(self.tokenizer.decode(row, skip_special_tokens=True)).strip(),
+                                         "stop" if ended else "length"))
         return [outputs[i : i + sampling.n] for i in range(0, len(outputs), sampling.n)]
 
     def score(self, conversations: list[Conversation], candidates: list[list[str]], *,

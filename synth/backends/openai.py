@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from prefdata.records import text_clean
-from synth.backends.base import Conversation, Sampling
+from synth.backends.base import Conversation, Reply, Sampling
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
@@ -312,7 +312,8 @@ class OpenAIBackend:
             answers, paid = self._map(requests)
             for j, (request, data) in enumerate(zip(requests, answers, strict=True)):
                 choices = self.choices_of(data)[:request.choices]
-                texts = [text_clean((choice.get("message") or {}).get("content") or "") for choice in choices]
+                texts = [Reply(text_clean((choice.get("message") or {}).get("content") or ""),
+                               str(choice.get("finish_reason") or "")) for choice in choices]
                 if request.choices > 1 and len(choices) < request.choices and self.cache is not None:
                     # A server that ignored n: keep each choice it did give as the sample it is, so that a
                     # resumed run asks for the missing ones only.

@@ -23,6 +23,16 @@ def test_generate_returns_n_replies_per_conversation(backend):
     assert all(isinstance(text, str) for pair in replies for text in pair)
 
 
+def test_a_reply_cut_at_max_new_tokens_says_so(backend):
+    conversation = [{"role": "user", "content": "Tell me a long story about a lighthouse."}]
+    cut = backend.generate([conversation], Sampling(max_new_tokens=2, temperature=0.0))[0][0]
+    whole = backend.generate([conversation], Sampling(max_new_tokens=400, temperature=0.0))[0][0]
+    assert cut.finish_reason == "length" and whole.startswith(cut)
+    # Given room, the model either ends the reply itself or fills every token it was allowed.
+    tokens = len(backend.tokenizer(whole, add_special_tokens=False)["input_ids"])
+    assert whole.finish_reason == "stop" or tokens >= 390
+
+
 def test_greedy_generation_is_independent_of_batching(backend):
     """Left padding must not change what a row generates."""
     short = [{"role": "user", "content": "Hi"}]

@@ -84,6 +84,30 @@ def test_synthesis_makes_pairs_on_a_server_that_ignores_n_and_remembers_it():
         server.close()
 
 
+def test_generated_answers_keep_why_they_ended_and_a_cut_one_is_marked_on_the_labeling_page(client):
+    """The server's finish_reason is kept with each completion: an answer cut at max_new_tokens is shown
+    to the annotator as cut off, a complete one is not."""
+    server = serve("llamacpp", reply=lambda n: "short" if n % 2 else "a long answer that goes on past the limit")
+    try:
+        project = ProjectFactory()
+        PromptFactory(project=project)
+        annotator = MembershipFactory(project=project).user
+        endpoint = ModelEndpoint.objects.create(name="m", kind="openai", path="m", base_url=server.url)
+        job = synthesis_job_run(job_id=synthesis_job_create(project=project, endpoint=endpoint, max_new_tokens=4,
+                                                            start=False).pk)
+        assert job.status == "done", job.error
+        item = PairItem.objects.get(project=project)
+        reasons = {item.completion_a.text: item.completion_a.sampling["finish_reason"],
+                   item.completion_b.text: item.completion_b.sampling["finish_reason"]}
+        assert sorted(reasons.values()) == ["length", "stop"]
+        assert reasons["a long answer that"] == "length"
+        client.force_login(annotator)
+        page = client.get(reverse("annotate:annotate", args=[project.pk])).content.decode()
+        assert page.count("cut off (length)") == 1
+    finally:
+        server.close()
+
+
 def test_votes_are_the_number_asked_for_on_a_server_that_ignores_n():
     server = serve("ollama", reply=lambda n: "[[A]]" if n % 2 else "Assistant B is better.")
     try:
