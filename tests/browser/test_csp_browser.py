@@ -60,7 +60,7 @@ def site():
                  for _ in range(3)]
     step_label_submit(item=solutions[0], annotator=first, ratings=[1, -1, -1], finish_reason="found_error")
     step_label_submit(item=solutions[0], annotator=second, ratings=[1, 1, 1], finish_reason="solution")
-    return {"researcher": researcher, "pairs": pairs, "steps": steps, "solution": solutions[2]}
+    return {"researcher": researcher, "pairs": pairs, "steps": steps, "solution": solutions[2], "judge": judge}
 
 
 def pages(s):
@@ -73,6 +73,10 @@ def pages(s):
         ("steps review", f"/projects/{st}/review/"), ("split", f"/projects/{st}/solutions/{s['solution'].pk}/split/"),
         ("judges", f"/projects/{p}/judges/"), ("leaderboard", f"/projects/{p}/leaderboard/"),
         ("datasets", f"/projects/{p}/datasets/"), ("synthesis", f"/projects/{p}/synthesis/"),
+        ("new project", "/projects/new/"), ("members", f"/projects/{p}/members/"),
+        ("steps import", f"/projects/{st}/import/"), ("steps datasets", f"/projects/{st}/datasets/"),
+        ("new judge", f"/projects/{p}/judges/new/"), ("judge", f"/projects/{p}/judges/{s['judge'].pk}/edit/"),
+        ("judge verdicts", f"/projects/{p}/judges/{s['judge'].pk}/items/"), ("endpoints", "/endpoints/"),
         ("admin", "/admin/"), ("admin list", "/admin/annotate/pairitem/"),
         ("admin form", f"/admin/annotate/project/{p}/change/"), ("api docs", "/api/docs/"),
     ]
