@@ -133,8 +133,9 @@ def role(request) -> str:
 
 
 @pytest.fixture
-def world(db, settings):
+def world(db, settings, tmp_path):
     settings.ALLOWED_HOSTS = ["localhost"]  # the WSGI client's host
+    settings.MEDIA_ROOT = tmp_path / "media"  # snapshots and uploads the generated requests make
     yield World()
     cache.clear()  # leave no request counts to the tests that follow
 

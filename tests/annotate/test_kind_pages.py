@@ -87,3 +87,13 @@ def test_annotators_of_a_steps_project_see_no_solution_list(client, steps_resear
     client.force_login(annotator.user)
     page = client.get(reverse("annotate:project_detail", args=[steps_researcher.project.pk])).content.decode()
     assert rows(page) == [] and "Researcher" not in page and "Start rating steps" in page
+
+
+@pytest.mark.parametrize("kind", [Project.TaskKind.PAIRWISE, Project.TaskKind.STEPS])
+def test_the_project_page_shows_its_guidelines_as_sanitized_markdown(client, kind):
+    member = MembershipFactory(project__task_kind=kind,
+                               project__guidelines="**Ties** only when equal.\n\n<script>alert(1)</script>")
+    client.force_login(member.user)
+    page = client.get(reverse("annotate:project_detail", args=[member.project.pk])).content.decode()
+    assert "<strong>Ties</strong> only when equal." in page and "**Ties**" not in page
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
