@@ -97,3 +97,10 @@ def test_the_project_page_shows_its_guidelines_as_sanitized_markdown(client, kin
     page = client.get(reverse("annotate:project_detail", args=[member.project.pk])).content.decode()
     assert "<strong>Ties</strong> only when equal." in page and "**Ties**" not in page
     assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_leaderboard_of_a_steps_project_says_it_does_not_apply(client):
+    member = MembershipFactory(researcher=True, project__task_kind=Project.TaskKind.STEPS)
+    client.force_login(member.user)
+    page = client.get(reverse("judges:leaderboard", args=[member.project.pk])).content.decode()
+    assert "This is a steps project" in page and "No battle yet" not in page
