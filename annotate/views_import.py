@@ -116,7 +116,9 @@ def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
     status = 200
     if request.method == "POST" and action == "preview" and form.is_valid():
         token = import_preview_store(project=project, upload=form.cleaned_data["file"])
-        return redirect(f"{url}?{urlencode({'preview': token, 'format': form.cleaned_data['format']})}")
+        # The import's choices made on the upload form go along, so the preview's form shows them as chosen.
+        query = {"preview": token, "format": form.cleaned_data["format"], **form.options()}
+        return redirect(f"{url}?{urlencode(query)}")
     if request.method == "POST" and action in ("check", "import", "discard"):
         token = request.POST.get("token", "")
         if action == "discard":
@@ -173,6 +175,8 @@ def import_page(request: HttpRequest, project_id: int) -> HttpResponse:
         if preview is None:
             messages.error(request, "The uploaded file is no longer kept: upload it again.")
             return redirect(url)
+        options_form = ImportForm(steps=steps, initial={name: request.GET[name] for name in form.option_names
+                                                        if request.GET.get(name)})
         mode = "format" if preview.detected_format else "mapping"
         preview = import_preview_read(project=project, token=token, fmt=fmt, mapping=None if mode == "format" else {
             "columns": preview.suggested, **({"gold_values": g} if (g := _gold_suggest(

@@ -100,6 +100,14 @@ def test_a_known_format_is_previewed_and_imported_as_detected(client, researcher
     assert ImportJob.objects.get().items == 3
 
 
+def test_the_upload_forms_choices_carry_over_to_the_preview(client, researcher, media):
+    url = reverse("annotate:import", args=[researcher.project.pk])
+    response = client.post(url, {"file": jsonl("llmbar.jsonl", ROWS), "format": "auto", "action": "preview",
+                                 "context_differs": "keep", "identical": "skip"})
+    page = client.get(response["Location"]).content.decode()
+    assert '<option value="keep" selected>' in page and '<option value="skip" selected>' in page
+
+
 def test_discarded_and_old_previews_are_removed(client, researcher, media, settings):
     url = reverse("annotate:import", args=[researcher.project.pk])
     token = preview_token(client.post(url, {"file": jsonl("x.jsonl", ROWS), "action": "preview"}))
