@@ -72,3 +72,13 @@ def tiny_endpoint(db, tiny_model_dir):
     from synth.models import ModelEndpoint
 
     return ModelEndpoint.objects.create(name="tiny", kind=ModelEndpoint.Kind.TRANSFORMERS, path=str(tiny_model_dir))
+
+
+@pytest.fixture
+def fresh_backends():
+    """No backend (and so no learnt server capability) carried over from another test, nor left to the next."""
+    from synth.backends.loader import backend_cache_clear
+
+    backend_cache_clear()
+    yield
+    backend_cache_clear()

@@ -97,7 +97,8 @@ def test_a_project_set_up_imported_judged_and_labeled_in_the_app(browser, live_s
         page.wait_for_url(f"{live_server.url}/projects/{project.pk}/import/")
         assert _import_through_the_mapping(page, live_server, project, own, queued).items == 2
         job = _import_through_the_mapping(page, live_server, project, LLMBAR, queued)
-        assert (job.items, job.mapping["columns"]["response_a"], job.mapping["columns"]["gold"]) == (100, "output_1", "label")
+        columns = job.mapping["columns"]
+        assert (job.items, columns["response_a"], columns["gold"]) == (100, "output_1", "label")
         assert PairItem.objects.filter(project=project).count() == 102
         golds = [json.loads(line)["label"] for line in LLMBAR.read_text().splitlines()]
         stored = list(PairItem.objects.filter(project=project).order_by("id")

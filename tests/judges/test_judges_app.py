@@ -18,7 +18,6 @@ from annotate.roles import researcher_grant
 from judges.models import DEFAULT_PAIRWISE_TEMPLATE, AIJudgment, Judge, JudgeRun
 from judges.reports import judge_report
 from judges.services import CHARS_PER_TOKEN, items_judge, judge_run_estimate
-from synth.backends.loader import backend_cache_clear
 from synth.models import Constitution, ModelEndpoint
 from tests.factories import (
     CompletionFactory,
@@ -30,14 +29,7 @@ from tests.factories import (
 )
 from tests.http_server import Server
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_backends():
-    backend_cache_clear()
-    yield
-    backend_cache_clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_backends")]
 
 
 @pytest.fixture

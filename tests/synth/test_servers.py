@@ -26,14 +26,7 @@ from synth.services import endpoint_probe, synthesis_job_create, synthesis_job_r
 from tests.factories import MembershipFactory, PairItemFactory, ProjectFactory, PromptFactory, UserFactory
 from tests.http_server import Server
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_backends():
-    backend_cache_clear()
-    yield
-    backend_cache_clear()
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_backends")]
 
 
 def serve(flavour, **kwargs):
