@@ -9,7 +9,10 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Case, Count, Exists, OuterRef, Q, QuerySet, Subquery, When
 from django.http import Http404
 
+from annotate.job_lifecycle import job_models
+from annotate.jobs import ACTIVE_STATUSES
 from annotate.models import ItemSkip, ItemSlot, Membership, PairItem, PairLabel, Project, StepItem, StepLabel
+from annotate.services import item_kind
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -71,17 +74,42 @@ def project_stats(*, project: Project, user: User | None = None) -> dict:
     return counts
 
 
-OPEN_SLOTS_SHOWN_MAX = 1000
+LEFT_SHOWN_MAX = 1000  # "1,000+ left for you": counted after every label, so the count must not grow with the project
+
+# The jobs that make items, by slug (annotate imports nothing of the apps that define them), and how an
+# annotator waiting for them is told: their progress and total count prompts, or rows read.
+_ITEM_MAKERS = {"synthesis": "Pairs are still being generated: {progress} of {total} prompts done.",
+                "imports": "Items are still being imported: {progress} records read so far."}
 
 
-def project_annotator_progress(*, project: Project, user: User) -> dict:
-    """What the annotator sees while labeling: done by them, and slots still open in the project,
-    counted up to ``OPEN_SLOTS_SHOWN_MAX`` ("1000+"): shown after every label, the count must not
-    grow with the project (an exact count of 100,000 open slots took 7 ms)."""
-    labels = StepLabel if project.task_kind == Project.TaskKind.STEPS else PairLabel
-    open_slots = ItemSlot.objects.filter(project=project, done=False).values("id")[:OPEN_SLOTS_SHOWN_MAX + 1].count()
-    return {"mine": labels.objects.filter(item__project=project, annotator=user).count(),
-            "open_slots": min(open_slots, OPEN_SLOTS_SHOWN_MAX), "open_slots_more": open_slots > OPEN_SLOTS_SHOWN_MAX}
+def annotator_progress(*, project: Project, user: User) -> dict:
+    """What the annotator sees while labeling, in two queries whatever the project size: their labels, and
+    the items left for them (an open slot, not labeled or skipped by them; the item on screen included),
+    counted up to ``LEFT_SHOWN_MAX``."""
+    kind = item_kind(project)
+    mine = kind.label_model.objects.filter(item__project=project, annotator=user).count()
+    open_slots = (ItemSlot.objects.filter(project=project, done=False)
+                  .exclude(Exists(kind.label_model.objects.filter(item=OuterRef(kind.field), annotator=user)))
+                  .exclude(Exists(ItemSkip.objects.filter(**{kind.field: OuterRef(kind.field)}, annotator=user))))
+    # An item has up to k open slots: k slots a counted item are enough to reach the cap.
+    limit = (LEFT_SHOWN_MAX + 1) * max(project.overlap, 1)
+    counted = ItemSlot.objects.filter(pk__in=open_slots.values("pk")[:limit]).aggregate(
+        slots=Count("pk"), items=Count(kind.field, distinct=True))
+    more = counted["items"] > LEFT_SHOWN_MAX or counted["slots"] >= limit
+    left = min(counted["items"], LEFT_SHOWN_MAX)
+    return {"mine": mine, "left": left, "left_more": more, "left_shown": f"{left:,}{'+' if more else ''}",
+            "total": mine + left}
+
+
+def items_waiting_for(*, project: Project) -> str:
+    """Said when nothing is left to label while a job that makes items for the project is queued or running."""
+    for model in job_models():
+        if model.slug not in _ITEM_MAKERS:
+            continue
+        job = model.objects.filter(**{model.project_path: project}, status__in=ACTIVE_STATUSES).order_by("-pk").first()
+        if job is not None:
+            return _ITEM_MAKERS[model.slug].format(progress=job.progress, total=job.total)
+    return ""
 
 
 def pair_label_last_for_annotator(*, project: Project, user: User) -> PairLabel | None:

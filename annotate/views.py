@@ -6,19 +6,15 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Exists, OuterRef
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from annotate.forms import AdjudicationForm, PairLabelForm
-from annotate.job_lifecycle import job_cancel, job_models, job_retry
-from annotate.jobs import ACTIVE_STATUSES
+from annotate.job_lifecycle import job_cancel, job_retry
 from annotate.labels import presentation_order
 from annotate.models import (
-    ItemSkip,
-    ItemSlot,
     Membership,
     PairItem,
     PairLabel,
@@ -28,6 +24,8 @@ from annotate.models import (
 )
 from annotate.quality import disputed_items, project_quality
 from annotate.selectors import (
+    annotator_progress,
+    items_waiting_for,
     job_get_for_user,
     pair_item_get_in_project,
     pair_label_last_for_annotator,
@@ -39,7 +37,6 @@ from annotate.selectors import (
     step_label_last_for_annotator,
 )
 from annotate.services import (
-    item_kind,
     item_lease_next,
     item_skip,
     pair_item_adjudicate,
@@ -80,50 +77,12 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
                    "steps": project.task_kind == Project.TaskKind.STEPS, "solutions": solutions, "pages": pages})
 
 
-LEFT_SHOWN_MAX = 1000  # "1,000+ left for you": counted after every label, so the count must not grow with the project
-
-# The jobs that make items, by slug (annotate imports nothing of the apps that define them), and how an
-# annotator waiting for them is told: their progress and total count prompts, or rows read.
-_ITEM_MAKERS = {"synthesis": "Pairs are still being generated: {progress} of {total} prompts done.",
-                "imports": "Items are still being imported: {progress} records read so far."}
-
-
-def _annotator_progress(project: Project, user) -> dict:
-    """What the annotator sees while labeling, in two queries whatever the project size: their labels, and
-    the items left for them (an open slot, not labeled or skipped by them; the item on screen included),
-    counted up to ``LEFT_SHOWN_MAX``."""
-    kind = item_kind(project)
-    mine = kind.label_model.objects.filter(item__project=project, annotator=user).count()
-    open_slots = (ItemSlot.objects.filter(project=project, done=False)
-                  .exclude(Exists(kind.label_model.objects.filter(item=OuterRef(kind.field), annotator=user)))
-                  .exclude(Exists(ItemSkip.objects.filter(**{kind.field: OuterRef(kind.field)}, annotator=user))))
-    # An item has up to k open slots: k slots a counted item are enough to reach the cap.
-    limit = (LEFT_SHOWN_MAX + 1) * max(project.overlap, 1)
-    counted = ItemSlot.objects.filter(pk__in=open_slots.values("pk")[:limit]).aggregate(
-        slots=Count("pk"), items=Count(kind.field, distinct=True))
-    more = counted["items"] > LEFT_SHOWN_MAX or counted["slots"] >= limit
-    left = min(counted["items"], LEFT_SHOWN_MAX)
-    return {"mine": mine, "left": left, "left_more": more, "left_shown": f"{left:,}{'+' if more else ''}",
-            "total": mine + left}
-
-
-def _waiting_for(project: Project) -> str:
-    """Said when nothing is left to label while a job that makes items for the project is queued or running."""
-    for model in job_models():
-        if model.slug not in _ITEM_MAKERS:
-            continue
-        job = model.objects.filter(**{model.project_path: project}, status__in=ACTIVE_STATUSES).order_by("-pk").first()
-        if job is not None:
-            return _ITEM_MAKERS[model.slug].format(progress=job.progress, total=job.total)
-    return ""
-
-
 def _page_context(request: HttpRequest, project: Project, item, *, saved: bool) -> dict:
     """What both labeling pages show around the item: progress, a saved confirmation, the empty state."""
-    progress = _annotator_progress(project, request.user)
+    progress = annotator_progress(project=project, user=request.user)
     context = {"project": project, "item": item, "progress": progress, "saved": saved}
     if item is None:
-        context["waiting"] = _waiting_for(project)
+        context["waiting"] = items_waiting_for(project=project)
     return context
 
 

@@ -151,7 +151,7 @@ def test_skip_and_undo_from_the_page(client):
 
 def test_items_left_are_counted_up_to_a_cap(client, monkeypatch):
     """The count shown after every label stops at a cap, so it costs the same in a huge project."""
-    monkeypatch.setattr("annotate.views.LEFT_SHOWN_MAX", 3)
+    monkeypatch.setattr("annotate.selectors.LEFT_SHOWN_MAX", 3)
     project = ProjectFactory(overlap=1)
     member = MembershipFactory(project=project)
     items = [PairItemFactory(project=project) for _ in range(5)]
