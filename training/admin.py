@@ -5,16 +5,17 @@ from django.utils.html import format_html
 
 from annotate.admin import JobAdmin
 from training.ml.registry import METHODS
-from training.models import DatasetSnapshot, TrainingJob
+from training.models import SNAPSHOT_CONTENT_FIELDS, DatasetSnapshot, TrainingJob
 from training.services import training_job_check, training_job_start
 
 
 @admin.register(DatasetSnapshot)
 class DatasetSnapshotAdmin(admin.ModelAdmin):
-    """Snapshots are immutable: made by the export service, never edited here."""
+    """Snapshots are immutable: made by the export service, never edited here (every field read-only, even
+    for a user with the change permission; ``DatasetSnapshot.save`` refuses a change of content too)."""
 
     list_display = ["name", "project", "source", "rows", "sha256", "created_at"]
-    readonly_fields = ["project", "name", "format", "source", "file", "manifest", "sha256", "rows", "created_at"]
+    readonly_fields = ["project", "name", *(f for f in SNAPSHOT_CONTENT_FIELDS if f != "project"), "created_by"]
 
     def has_add_permission(self, request):
         return False

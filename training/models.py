@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+from pathlib import Path
 
 from django.conf import settings
 from django.db import models
@@ -37,6 +40,20 @@ DROP_REASONS_WHY: dict[str, str] = {
 def dropped_text(dropped: dict[str, int]) -> str:
     """ "2 ties, 1 gold" for ``{"gold": 1, "tie": 2}``; "" when nothing was dropped."""
     return ", ".join(f"{dropped[key]} {words}" for key, words in DROP_REASONS.items() if dropped.get(key))
+
+
+# What a snapshot is made of: fixed once it is stored (DatasetSnapshot.save refuses a change). The name may
+# change; ``created_by`` is cleared by the database when the user is deleted.
+SNAPSHOT_CONTENT_FIELDS = ("project", "format", "options", "source", "file", "manifest", "sha256", "rows",
+                           "dropped", "created_at")
+
+
+class SnapshotImmutable(Exception):
+    """A stored snapshot's content was about to change: make a new snapshot instead."""
+
+
+class SnapshotFileAltered(Exception):
+    """A snapshot's file is missing or no longer has the sha256 it was made with."""
 
 
 class DatasetSnapshot(models.Model):
@@ -74,6 +91,52 @@ class DatasetSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.rows} rows, {self.sha256[:8]})"
+
+    def save(self, *args, **kwargs) -> None:
+        """Store a new snapshot (its file made read-only); refuse to change a stored one's content.
+
+        ``QuerySet.update`` bypasses this (Django cannot stop it); the admin shows snapshots read-only and
+        a download checks the file against its sha256 (``file_verify``)."""
+        if not self._state.adding and self.pk is not None:
+            self._content_unchanged(kwargs.get("update_fields"))
+        super().save(*args, **kwargs)
+        path = self.stored_path
+        if path.is_file() and path.stat().st_mode & 0o222:
+            os.chmod(path, 0o444)  # content-addressed and never rewritten: nobody writes to it again
+
+    def _content_unchanged(self, update_fields) -> None:
+        fields = [f for f in SNAPSHOT_CONTENT_FIELDS if update_fields is None or f in update_fields
+                  or f"{f}_id" in update_fields]
+        attnames = [self._meta.get_field(f).attname for f in fields]
+        stored = type(self)._base_manager.filter(pk=self.pk).values(*attnames).first()
+        if stored is None:
+            return  # not stored after all (deleted, or a pk set by hand): a new row
+        changed = [f for f, attname in zip(fields, attnames, strict=True) if stored[attname] != getattr(self, attname)]
+        if changed:
+            raise SnapshotImmutable(
+                f"Snapshot {self.pk} ({stored.get('sha256', self.sha256)[:12]}) is immutable: {', '.join(changed)} "
+                f"cannot change once it is made. Create a new snapshot instead.")
+
+    @property
+    def stored_path(self) -> Path:
+        return Path(settings.MEDIA_ROOT) / self.file
+
+    def file_verify(self) -> Path:
+        """The file's path if it holds the bytes the snapshot was made with; else SnapshotFileAltered."""
+        path = self.stored_path
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            raise SnapshotFileAltered(f"The file of snapshot {self.name!r} is missing.") from None
+        if digest.hexdigest() != self.sha256:
+            raise SnapshotFileAltered(
+                f"The file of snapshot {self.name!r} was altered after it was made: its sha256 is "
+                f"{digest.hexdigest()[:12]}, not {self.sha256[:12]}. It is not served; restore the file or "
+                f"make a new snapshot.")
+        return path
 
     @property
     def dropped_text(self) -> str:

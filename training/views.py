@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import logging
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -12,7 +14,14 @@ from django.views.decorators.http import require_POST
 from annotate.models import Membership, Project
 from annotate.selectors import project_get_for_user
 from prefdata.writers import EXPORT_FORMATS
-from training.models import DROP_REASONS, DROP_REASONS_WHY, DatasetSnapshot, TrainingJob, dropped_text
+from training.models import (
+    DROP_REASONS,
+    DROP_REASONS_WHY,
+    DatasetSnapshot,
+    SnapshotFileAltered,
+    TrainingJob,
+    dropped_text,
+)
 from training.services import (
     ExportPlan,
     SnapshotIdentical,
@@ -23,6 +32,8 @@ from training.services import (
     snapshot_plan,
     sources_for_project,
 )
+
+log = logging.getLogger(__name__)
 
 
 def _record_words(fmt: str) -> str:
@@ -128,8 +139,15 @@ def _snapshot_get(request: HttpRequest, project_id: int, snapshot_id: int) -> Da
 
 
 @login_required
-def snapshot_download(request: HttpRequest, project_id: int, snapshot_id: int) -> FileResponse:
+def snapshot_download(request: HttpRequest, project_id: int, snapshot_id: int) -> HttpResponse:
+    """The snapshot's file, once its bytes are checked against the sha256 it was made with: an altered or
+    missing file is refused (409, saying so), never served as the snapshot."""
     snapshot = _snapshot_get(request, project_id, snapshot_id)
+    try:
+        snapshot.file_verify()
+    except SnapshotFileAltered as exc:
+        log.error("snapshot %s refused at download: %s", snapshot.pk, exc)
+        return HttpResponse(str(exc), status=409, content_type="text/plain; charset=utf-8")
     return FileResponse(snapshot_path(snapshot=snapshot).open("rb"), as_attachment=True,
                         filename=f"{snapshot.file_stem}.jsonl", content_type="application/jsonl")
 
