@@ -12,6 +12,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
 
 from annotate.models import PairItem, PairLabel, Project, Verdict
 from prefdata.stats import (
@@ -124,8 +126,7 @@ def pair_item_verdicts(*, project: Project, weighted: bool = False) -> dict[int,
     return aggregates
 
 
-def disputed_items(*, project: Project, include_adjudicated: bool = False, limit: int = 200) -> list[dict]:
-    """Items whose labels disagree, for the review page, with every label."""
+def _disputed(project: Project, include_adjudicated: bool) -> tuple[QuerySet[PairItem], dict[int, list[PairLabel]]]:
     labels: dict[int, list[PairLabel]] = defaultdict(list)
     for label in PairLabel.objects.filter(item__project=project, item__is_gold=False).select_related("annotator"):
         labels[label.item_id].append(label)
@@ -134,4 +135,19 @@ def disputed_items(*, project: Project, include_adjudicated: bool = False, limit
         "prompt", "completion_a", "completion_b", "adjudicated_by").order_by("id")
     if not include_adjudicated:
         items = items.filter(final_verdict="")
+    return items, labels
+
+
+def disputed_items(*, project: Project, include_adjudicated: bool = False, limit: int = 200) -> list[dict]:
+    """Items whose labels disagree, for the review page, with every label."""
+    items, labels = _disputed(project, include_adjudicated)
     return [{"item": item, "labels": labels[item.pk]} for item in items[:limit]]
+
+
+def disputed_page(*, project: Project, include_adjudicated: bool = False, number: object = 1,
+                  per_page: int = 50) -> Page:
+    """One page of ``disputed_items`` (a number past the last gives the last page)."""
+    items, labels = _disputed(project, include_adjudicated)
+    page = Paginator(items, per_page).get_page(number)
+    page.object_list = [{"item": item, "labels": labels[item.pk]} for item in page.object_list]
+    return page

@@ -8,6 +8,8 @@ import statistics
 from collections import defaultdict
 
 from django.contrib.auth import get_user_model
+from django.core.paginator import Page, Paginator
+from django.db.models import QuerySet
 
 from annotate.models import Project, StepItem, StepLabel
 from prefdata.stats import agreement_with_majority, krippendorff_alpha
@@ -64,8 +66,7 @@ def step_project_quality(*, project: Project) -> dict:
             "annotators": annotators}
 
 
-def step_disputes(*, project: Project, include_adjudicated: bool = False, limit: int = 100) -> list[dict]:
-    """Solutions whose people disagree on some step, with every source's ratings side by side."""
+def _step_disputed(project: Project, include_adjudicated: bool) -> tuple[QuerySet[StepItem], dict[int, list]]:
     labels: dict[int, list[StepLabel]] = defaultdict(list)
     for lb in StepLabel.objects.filter(item__project=project, item__is_gold=False).select_related("annotator"):
         labels[lb.item_id].append(lb)
@@ -74,7 +75,22 @@ def step_disputes(*, project: Project, include_adjudicated: bool = False, limit:
     items = StepItem.objects.filter(pk__in=disputed).select_related("prompt", "adjudicated_by").order_by("id")
     if not include_adjudicated:
         items = items.filter(final_ratings__isnull=True)
+    return items, labels
+
+
+def step_disputes(*, project: Project, include_adjudicated: bool = False, limit: int = 100) -> list[dict]:
+    """Solutions whose people disagree on some step, with every source's ratings side by side."""
+    items, labels = _step_disputed(project, include_adjudicated)
     return [step_sources(item=item, labels=labels[item.pk]) for item in items[:limit]]
+
+
+def step_disputes_page(*, project: Project, include_adjudicated: bool = False, number: object = 1,
+                       per_page: int = 25) -> Page:
+    """One page of ``step_disputes`` (a number past the last gives the last page)."""
+    items, labels = _step_disputed(project, include_adjudicated)
+    page = Paginator(items, per_page).get_page(number)
+    page.object_list = [step_sources(item=item, labels=labels[item.pk]) for item in page.object_list]
+    return page
 
 
 def step_sources(*, item: StepItem, labels: list[StepLabel] | None = None) -> dict:

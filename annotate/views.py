@@ -22,7 +22,7 @@ from annotate.models import (
     StepItem,
     StepLabel,
 )
-from annotate.quality import disputed_items, project_quality
+from annotate.quality import disputed_page, project_quality
 from annotate.selectors import (
     annotator_progress,
     items_waiting_for,
@@ -45,7 +45,7 @@ from annotate.services import (
     step_item_resplit,
     step_label_submit,
 )
-from annotate.step_quality import step_disputes, step_project_quality
+from annotate.step_quality import step_disputes_page, step_project_quality
 from prefdata.steps import first_error, steps_split
 
 
@@ -56,6 +56,14 @@ def project_list(request: HttpRequest) -> HttpResponse:
 
 
 SOLUTIONS_PER_PAGE = 50
+
+
+def page_links(page) -> list:
+    """The page numbers a pager shows (the first, the last, two each side of this one, … between), or none
+    when there is one page."""
+    if page.paginator.num_pages <= 1:
+        return []
+    return list(page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1))
 
 
 @login_required
@@ -70,8 +78,7 @@ def project_detail(request: HttpRequest, project_id: int) -> HttpResponse:
         paginator = Paginator(StepItem.objects.filter(project=project).select_related("prompt").order_by("id"),
                               SOLUTIONS_PER_PAGE)
         solutions = paginator.get_page(request.GET.get("page"))
-    pages = (list(solutions.paginator.get_elided_page_range(solutions.number, on_each_side=2, on_ends=1))
-             if solutions is not None and solutions.paginator.num_pages > 1 else [])
+    pages = page_links(solutions) if solutions is not None else []
     return render(request, "annotate/project_detail.html",
                   {"project": project, "role": role, "stats": stats, "is_researcher": is_researcher,
                    "steps": project.task_kind == Project.TaskKind.STEPS, "solutions": solutions, "pages": pages})
@@ -308,8 +315,9 @@ def review(request: HttpRequest, project_id: int, item_id: int | None = None) ->
             messages.success(request, f"Pair {item.pk}: final verdict {item.final_verdict}.")
         return redirect(f"{reverse('annotate:review', args=[project.pk])}{'?all=1' if show_all else ''}")
     show_all = request.GET.get("all") == "1"
-    disputes = disputed_items(project=project, include_adjudicated=show_all)
-    return render(request, "annotate/review.html", {"project": project, "disputes": disputes, "show_all": show_all,
+    page = disputed_page(project=project, include_adjudicated=show_all, number=request.GET.get("page"))
+    return render(request, "annotate/review.html", {"project": project, "disputes": page.object_list, "page": page,
+                                                    "pages": page_links(page), "show_all": show_all,
                                                     "form": AdjudicationForm()})
 
 
@@ -328,9 +336,10 @@ def _review_steps(request: HttpRequest, project: Project, item_id: int | None) -
             messages.success(request, f"Solution {item.pk}: final ratings saved.")
         return redirect("annotate:review", project_id=project.pk)
     show_all = request.GET.get("all") == "1"
+    page = step_disputes_page(project=project, include_adjudicated=show_all, number=request.GET.get("page"))
     return render(request, "annotate/step_review.html", {
-        "project": project, "show_all": show_all,
-        "disputes": step_disputes(project=project, include_adjudicated=show_all)})
+        "project": project, "show_all": show_all, "disputes": page.object_list, "page": page,
+        "pages": page_links(page)})
 
 
 @login_required

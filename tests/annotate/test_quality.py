@@ -1,4 +1,5 @@
 import math
+import re
 
 import krippendorff
 import numpy as np
@@ -137,3 +138,24 @@ def test_a_tiny_position_p_value_is_shown_in_scientific_notation(client):
     assert row["position_p_value"] == pytest.approx(2 * 0.5 ** 40, rel=1e-9)
     page = client.get(reverse("annotate:quality", args=[project.pk])).content.decode()
     assert "p = 1.8e-12" in page and "(0.0)" not in page
+
+
+def test_the_review_page_pages_through_every_disagreement(client):
+    """120 disputed pairs: 50 a page, page 3 holds the last 20 and a page past the last shows the last;
+    the pager keeps "show decided ones too"."""
+    project = ProjectFactory(overlap=2)
+    researcher = MembershipFactory(project=project, researcher=True).user
+    first, second = MembershipFactory(project=project).user, MembershipFactory(project=project).user
+    items = [PairItemFactory(project=project) for _ in range(120)]
+    for item in items:
+        pair_label_submit(item=item, annotator=first, verdict="A")
+        pair_label_submit(item=item, annotator=second, verdict="B")
+    client.force_login(researcher)
+    url = reverse("annotate:review", args=[project.pk])
+    shown = lambda page: [int(n) for n in re.findall(r'id="dispute-(\d+)"', page)]  # noqa: E731
+    one = client.get(url).content.decode()
+    assert shown(one) == [i.pk for i in items[:50]] and "1–50 of 120" in one and "?page=3" in one
+    three = client.get(url, {"page": 3}).content.decode()
+    assert shown(three) == [i.pk for i in items[100:]] and "101–120 of 120" in three
+    assert shown(client.get(url, {"page": 99}).content.decode()) == shown(three)
+    assert "?all=1&amp;page=2" in client.get(url, {"all": 1}).content.decode()

@@ -1,5 +1,7 @@
 """Step-level labels (PRM): the shared assignment, both modes, validation, page and edits."""
 
+import re
+
 import pytest
 from django.core.exceptions import ValidationError
 from django.urls import reverse
@@ -191,3 +193,20 @@ def test_researcher_corrects_the_split_before_labeling(client):
     assert response.status_code == 422 and "already has labels" in response.content.decode()
     client.force_login(MembershipFactory(project=project).user)  # annotators cannot
     assert client.get(url).status_code == 403
+
+
+def test_the_step_review_page_pages_through_every_disagreement(client):
+    from annotate.services import step_item_create, step_label_submit
+
+    project = ProjectFactory(task_kind="steps", overlap=2)
+    researcher = MembershipFactory(project=project, researcher=True).user
+    first, second = MembershipFactory(project=project).user, MembershipFactory(project=project).user
+    solutions = [step_item_create(prompt=PromptFactory(project=project), steps=["a", "b"]) for _ in range(30)]
+    for item in solutions:
+        step_label_submit(item=item, annotator=first, ratings=[1, 1], finish_reason="solution")
+        step_label_submit(item=item, annotator=second, ratings=[1, -1], finish_reason="found_error")
+    client.force_login(researcher)
+    url = reverse("annotate:review", args=[project.pk])
+    two = client.get(url, {"page": 2}).content.decode()
+    assert "26–30 of 30" in two
+    assert [int(n) for n in re.findall(r'id="solution-(\d+)"', two)] == [s.pk for s in solutions[25:]]
