@@ -10,6 +10,14 @@ Two families:
   (GRPO / RLVR). Each gives the JSON object of its row (``to_dict``, key order included: it is part of a
   snapshot's bytes) and checks one read back (``from_dict``, a ``FieldError`` naming the field).
 
+The export rows are TRL's dataset types ("Dataset formats and types" in TRL's documentation), each in
+its standard (plain strings) or conversational ({role, content} messages) format: preference (explicit
+prompt), unpaired preference, stepwise supervision, language modeling (``SFTRow`` with ``text`` or
+``messages``), prompt-completion (``SFTRow`` with ``prompt`` and ``completion``) and prompt-only. TRL
+takes a row's format from its first text field, so one row is all standard or all conversational
+(``row_format``; ``from_dict`` refuses a mix). ``prefdata.targets`` writes the same rows for OpenRLHF and
+verl.
+
 The label vocabulary is the Django models' choices as plain values (a test keeps them equal).
 """
 
@@ -178,6 +186,26 @@ def _strings(value: object, name: str) -> list[str]:
     return value
 
 
+def _form(value: object) -> str:
+    return "conversational" if isinstance(value, list) else "standard"
+
+
+def row_format(row: Mapping[str, Any], fields: tuple[str, ...] = ("prompt", "chosen", "rejected", "completion",
+                                                                  "messages", "text")) -> str:
+    """"standard" or "conversational": the format of a row's text ``fields`` (those it has), all one or
+    the other, as TRL reads them (it decides on the first and applies the chat template to all); a
+    ``FieldError`` names the first field in the other format."""
+    present = [name for name in fields if row.get(name) is not None]
+    if not present:
+        raise FieldError("(row)", f"(row): none of {', '.join(fields)}")
+    first = _form(row[present[0]])
+    for name in present[1:]:
+        if _form(row[name]) != first:
+            raise FieldError(name, f"{name}: {_form(row[name])} where {present[0]} is {first}; TRL reads a row "
+                                   "as all plain strings or all {role, content} messages")
+    return first
+
+
 @dataclass(frozen=True, slots=True)
 class PreferenceRow:
     """TRL preference: a prompt, the chosen and the rejected reply, and optionally a margin (how much
@@ -202,8 +230,10 @@ class PreferenceRow:
         if margin is not None and (isinstance(margin, bool) or not isinstance(margin, int | float)
                                    or not math.isfinite(margin)):
             raise FieldError("margin", f"margin: expected a finite number or null, got {margin!r}")
-        return cls(_text(_required(d, "prompt"), "prompt"), _text(_required(d, "chosen"), "chosen"),
-                   _text(_required(d, "rejected"), "rejected"), margin)
+        row = cls(_text(_required(d, "prompt"), "prompt"), _text(_required(d, "chosen"), "chosen"),
+                  _text(_required(d, "rejected"), "rejected"), margin)
+        row_format(d)
+        return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,8 +251,10 @@ class UnpairedRow:
     @classmethod
     def from_dict(cls, d: object) -> UnpairedRow:
         d = _row(d)
-        return cls(_text(_required(d, "prompt"), "prompt"), _text(_required(d, "completion"), "completion"),
-                   _boolean(_required(d, "label"), "label"))
+        row = cls(_text(_required(d, "prompt"), "prompt"), _text(_required(d, "completion"), "completion"),
+                  _boolean(_required(d, "label"), "label"))
+        row_format(d)
+        return row
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,21 +284,27 @@ class StepwiseRow:
 
 @dataclass(frozen=True, slots=True)
 class SFTRow:
-    """Supervised fine-tuning: a whole conversation (``messages``), or a ``prompt`` and its ``completion``."""
+    """Supervised fine-tuning, one of three forms: a whole conversation (``messages``, TRL's conversational
+    language modeling), a ``prompt`` and its ``completion`` (prompt-completion, the loss on the completion
+    only), or plain ``text`` (standard language modeling)."""
 
     kind: ClassVar[str] = "sft"
     messages: list[dict[str, str]] | None = None
     prompt: Text | None = None
     completion: Text | None = None
+    text: str | None = None
 
     def __post_init__(self) -> None:
         pair = (self.prompt, self.completion)
-        if (self.messages is None and None in pair) or (self.messages is not None and pair != (None, None)):
-            raise FieldError("messages", "messages: expected either messages, or a prompt and a completion")
+        forms = (self.messages is not None) + (self.text is not None) + (pair != (None, None))
+        if forms != 1 or (pair != (None, None) and None in pair):
+            raise FieldError("messages", "messages: expected either messages, a prompt and a completion, or text")
 
     def to_dict(self) -> dict[str, Any]:
         if self.messages is not None:
             return {"messages": self.messages}
+        if self.text is not None:
+            return {"text": self.text}
         return {"prompt": self.prompt, "completion": self.completion}
 
     @classmethod
@@ -277,8 +315,12 @@ class SFTRow:
             if isinstance(messages, str):
                 raise FieldError("messages", "messages: expected a non-empty list of {role, content} messages")
             return cls(messages=messages)
-        return cls(prompt=_text(_required(d, "prompt"), "prompt"),
-                   completion=_text(_required(d, "completion"), "completion"))
+        if "text" in d and "prompt" not in d:
+            return cls(text=_string(d["text"], "text"))
+        row = cls(prompt=_text(_required(d, "prompt"), "prompt"),
+                  completion=_text(_required(d, "completion"), "completion"))
+        row_format(d)
+        return row
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,10 @@
 
 An export format names the items it reads ("pairs" or "steps"), the record kind of its rows (a key of
 ``records.RECORD_KINDS``; None for a row of its own, such as PRM800K's) and how one row becomes a JSON
-object. A file format turns the rows into a file's bytes: JSON Lines now, the layout TRL's
-``datasets.load_dataset("json", ...)`` reads. OpenRLHF, verl and Parquet come as more entries of the
-same two registries.
+object. A file format turns the rows into a file's bytes: JSON Lines, the layout TRL's
+``datasets.load_dataset("json", ...)`` reads, and Parquet (pyarrow, the schema from the first row). The
+layouts of other trainers (OpenRLHF, verl) and the streaming writer of a snapshot's folder are
+``prefdata.targets.TARGETS`` and ``snapshot_folder_write``.
 
 The bytes are part of a snapshot's identity (its sha256): a row's keys keep their order, and the JSON
 Lines serialiser must stay ``json.dumps(row, ensure_ascii=False) + "\\n"`` per row.
@@ -72,8 +73,16 @@ class FileFormat:
     serialise: Callable[[Iterable[dict[str, Any]]], bytes]
 
 
+def parquet_bytes(rows: Iterable[dict[str, Any]]) -> bytes:
+    """Parquet (pyarrow imported only here): see ``prefdata.targets.parquet_bytes``."""
+    from prefdata.targets import parquet_bytes as write
+
+    return write(rows)
+
+
 FILE_FORMATS: dict[str, FileFormat] = {f.name: f for f in (
     FileFormat("jsonl", ".jsonl", jsonl_bytes),
+    FileFormat("parquet", ".parquet", parquet_bytes),
 )}
 
 
