@@ -250,3 +250,15 @@ def test_sft_rows_take_every_trl_language_modeling_form():
     with pytest.raises(FieldError) as excinfo:
         UnpairedRow.from_dict({"prompt": CONV, "completion": "4", "label": True})
     assert excinfo.value.field == "completion"
+
+
+def test_targets_import_no_django_and_load_pyarrow_only_to_write_parquet():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import prefdata.targets, sys; assert 'django' not in sys.modules, 'django'; "
+            "assert 'pyarrow' not in sys.modules, 'pyarrow'")
+    result = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
