@@ -11,7 +11,9 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from prefdata.stats import aggregate_verdicts
 from prefdata.writers import EXPORT_FORMATS, dataset_bytes
 from synth.models import ModelEndpoint
 from synth.services import endpoint_model_dir
+from training.exporting import RowsHead, preference_export
 from training.ml.registry import method_get
 from training.models import DROP_REASONS, DatasetSnapshot, TrainingJob
 from training.step_exports import outcome_rows, prm800k_rows, stepwise_rows
@@ -151,35 +154,41 @@ def export_rows(*, project: Project, fmt: str, source: str, weighted: bool = Fal
 
 
 PREVIEW_ROWS = 5
+# A manifest keeps each row's lineage up to this many rows; a larger snapshot's lineage is a JSON Lines file
+# beside it (``lineage_file`` in the manifest): a million entries do not belong in one JSON field.
+LINEAGE_INLINE_ROWS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
 class ExportPlan:
-    """What a snapshot of these options would hold, before it is created: its rows and bytes, what the
-    export rules left out (``dropped``: reason -> count, DROP_REASONS' keys), the items nobody labeled yet,
-    and an existing snapshot of the project with the very same bytes."""
+    """What a snapshot of these options would hold, before it is created: its rows (``len(rows)``; a
+    preference plan is streamed and keeps only the first rows and lineage entries, ``RowsHead``), the first
+    lines of the file, its sha256, what the export rules left out (``dropped``: reason -> count,
+    DROP_REASONS' keys), the items nobody labeled yet, and an existing snapshot of the project with the very
+    same bytes. ``body`` holds the file's bytes for the formats built in memory (steps), None otherwise."""
 
     project: Project
     fmt: str
     source: str
     options: dict
-    rows: list[dict]
-    lineage: list[dict]
+    rows: Sequence[dict]
+    lineage: Sequence[dict]
     dropped: dict[str, int]
     unlabeled: int
     label_counts: dict[str, int]
-    body: bytes
+    lines: list[str]
     sha256: str
     identical: DatasetSnapshot | None
+    body: bytes | None = None
 
     @property
     def preview(self) -> list[dict]:
-        return self.rows[:PREVIEW_ROWS]
+        return list(self.rows[:PREVIEW_ROWS])
 
     @property
     def preview_lines(self) -> list[str]:
         """The first lines of the file, as they will be written."""
-        return self.body.decode().splitlines()[:PREVIEW_ROWS]
+        return self.lines[:PREVIEW_ROWS]
 
 
 class SnapshotIdentical(Exception):
@@ -206,29 +215,51 @@ def _options(*, fmt: str, weighted: bool, neutral: str) -> dict:
     return {"neutral": neutral} if fmt == DatasetSnapshot.Format.STEPWISE else {"weighted": weighted}
 
 
+def _options_check(*, project: Project, source: str, fmt: str) -> None:
+    if source not in DatasetSnapshot.Source.values:
+        raise ValidationError({"source": f"{source!r} is not one of {DatasetSnapshot.Source.values}"})
+    if fmt not in DatasetSnapshot.Format.values:
+        raise ValidationError({"format": f"{fmt!r} is not one of {DatasetSnapshot.Format.values}"})
+    if fmt == DatasetSnapshot.Format.PREFERENCE:
+        if project.task_kind == Project.TaskKind.STEPS:
+            raise ValidationError({"format": f"{fmt!r} does not apply to a {project.get_task_kind_display()} project"})
+        if source == DatasetSnapshot.Source.AUTO:
+            raise ValidationError({"source": "preference exports come from people or AI judges"})
+
+
+def _identical(project: Project, digest: str) -> DatasetSnapshot | None:
+    return DatasetSnapshot.objects.filter(project=project, sha256=digest).order_by("id").first()
+
+
 def snapshot_plan(*, project: Project, source: str = DatasetSnapshot.Source.HUMAN,
                   fmt: str = DatasetSnapshot.Format.PREFERENCE, weighted: bool = False,
                   neutral: str = "positive") -> ExportPlan:
     """The snapshot these options would make, without writing anything (the preview and the API's dry run).
 
-    ValidationError (naming the field) for a source or format that does not exist or does not fit the
-    project's kind; no rows is not an error here (the preview says 0 rows and why)."""
-    if source not in DatasetSnapshot.Source.values:
-        raise ValidationError({"source": f"{source!r} is not one of {DatasetSnapshot.Source.values}"})
-    if fmt not in DatasetSnapshot.Format.values:
-        raise ValidationError({"format": f"{fmt!r} is not one of {DatasetSnapshot.Format.values}"})
+    A preference export is streamed (training.exporting): hashed and counted as it goes, keeping only the
+    first rows, so a plan of a million rows takes the memory of a few. ValidationError (naming the field)
+    for a source or format that does not exist or does not fit the project's kind; no rows is not an error
+    here (the preview says 0 rows and why)."""
+    _options_check(project=project, source=source, fmt=fmt)
     counter: Counter = Counter()
-    rows, lineage = export_rows(project=project, fmt=fmt, source=source, weighted=weighted, neutral=neutral,
-                                dropped=counter)
-    body = dataset_bytes(rows, "jsonl")
-    digest = hashlib.sha256(body).hexdigest()
-    identical = (DatasetSnapshot.objects.filter(project=project, sha256=digest).order_by("id").first()
-                 if rows else None)
+    body = None
+    if fmt == DatasetSnapshot.Format.PREFERENCE:
+        with transaction.atomic():  # PostgreSQL's server-side cursors live in a transaction
+            result = preference_export(project=project, source=source, weighted=weighted, dropped=counter,
+                                       keep=PREVIEW_ROWS, keep_lineage=PREVIEW_ROWS)
+        rows: Sequence[dict] = RowsHead([json.loads(line) for line in result.head], result.rows)
+        lineage: Sequence[dict] = RowsHead(result.lineage, result.rows)
+        lines, digest, count = [line[:-1] for line in result.head], result.sha256, result.rows
+    else:
+        rows, lineage = export_rows(project=project, fmt=fmt, source=source, weighted=weighted, neutral=neutral,
+                                    dropped=counter)
+        body = dataset_bytes(rows, "jsonl")
+        lines, digest, count = body.decode().splitlines()[:PREVIEW_ROWS], hashlib.sha256(body).hexdigest(), len(rows)
     return ExportPlan(project=project, fmt=fmt, source=source,
                       options=_options(fmt=fmt, weighted=weighted, neutral=neutral), rows=rows, lineage=lineage,
                       dropped={key: counter[key] for key in DROP_REASONS if counter[key]},
-                      unlabeled=counter["unlabeled"], label_counts=_label_counts(project), body=body,
-                      sha256=digest, identical=identical)
+                      unlabeled=counter["unlabeled"], label_counts=_label_counts(project), lines=lines,
+                      sha256=digest, identical=_identical(project, digest) if count else None, body=body)
 
 
 def _name_free(project: Project, name: str) -> str:
@@ -249,38 +280,67 @@ def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HU
     """Export the project's labels as an immutable JSONL file with a manifest and sha256.
 
     The manifest keeps the options, the rows, what the export rules dropped and why, the project's label
-    counts, who made it and when, and each row's lineage. With ``allow_duplicate=False`` (the page and the
-    API, unless the user confirms) a snapshot whose rows are byte for byte those of an existing snapshot of
-    the project raises SnapshotIdentical naming it: the file is content-addressed, so a copy only adds a name.
+    counts, who made it and when, and each row's lineage (over LINEAGE_INLINE_ROWS rows, in a JSON Lines file
+    beside the snapshot that the manifest names). With ``allow_duplicate=False`` (the page and the API,
+    unless the user confirms) a snapshot whose rows are byte for byte those of an existing snapshot of the
+    project raises SnapshotIdentical naming it: the file is content-addressed, so a copy only adds a name.
+
+    A preference export streams from the database to the file (training.exporting), in memory that does not
+    grow with the rows; the step formats are built in memory.
     """
-    plan = snapshot_plan(project=project, source=source, fmt=fmt, weighted=weighted, neutral=neutral)
-    if not plan.rows:
-        raise ValidationError(f"Project {project.name!r} has no {source} labels to export as {fmt} yet.")
-    if plan.identical is not None and not allow_duplicate:
-        raise SnapshotIdentical(plan.identical)
+    _options_check(project=project, source=source, fmt=fmt)
     if name and DatasetSnapshot.objects.filter(project=project, name=name).exists():
         raise ValidationError({"name": f"The project has a snapshot named {name!r} already."})
-    digest = plan.sha256
-    name = name or _name_free(project, f"{project.name[:150]}-{source}-{timezone.now():%Y%m%d-%H%M%S}-{digest[:8]}")
-    relative = Path("snapshots") / f"project-{project.pk}" / f"{digest}.jsonl"
-    path = settings.MEDIA_ROOT / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Content-addressed: the same content is the same file, and a file is never rewritten.
-    if not path.exists():
-        partial = path.with_suffix(".partial")
-        partial.write_bytes(plan.body)
-        partial.rename(path)
+    folder = Path("snapshots") / f"project-{project.pk}"
+    (settings.MEDIA_ROOT / folder).mkdir(parents=True, exist_ok=True)
+    partial = settings.MEDIA_ROOT / folder / f".{uuid.uuid4().hex}.partial"
+    lineage_partial = partial.with_suffix(".lineage")
+    try:
+        if fmt == DatasetSnapshot.Format.PREFERENCE:
+            counter: Counter = Counter()
+            result = preference_export(project=project, source=source, weighted=weighted, dropped=counter,
+                                       path=partial, lineage_path=lineage_partial,
+                                       keep_lineage=LINEAGE_INLINE_ROWS + 1)
+            count, digest, lineage = result.rows, result.sha256, result.lineage
+            dropped = {key: counter[key] for key in DROP_REASONS if counter[key]}
+            unlabeled, label_counts = counter["unlabeled"], _label_counts(project)
+            identical = _identical(project, digest) if count else None
+        else:
+            plan = snapshot_plan(project=project, source=source, fmt=fmt, weighted=weighted, neutral=neutral)
+            count, digest, lineage, identical = len(plan.rows), plan.sha256, list(plan.lineage), plan.identical
+            dropped, unlabeled, label_counts = plan.dropped, plan.unlabeled, plan.label_counts
+            partial.write_bytes(plan.body or b"")
+        if not count:
+            raise ValidationError(f"Project {project.name!r} has no {source} labels to export as {fmt} yet.")
+        if identical is not None and not allow_duplicate:
+            raise SnapshotIdentical(identical)
+        name = name or _name_free(project, f"{project.name[:150]}-{source}-{timezone.now():%Y%m%d-%H%M%S}-{digest[:8]}")
+        relative = folder / f"{digest}.jsonl"
+        # Content-addressed: the same content is the same file, and a file is never rewritten.
+        if not (settings.MEDIA_ROOT / relative).exists():
+            partial.rename(settings.MEDIA_ROOT / relative)
+        lineage_file = {}
+        if count > LINEAGE_INLINE_ROWS:
+            lineage_relative = folder / f"{digest}.lineage-{result.lineage_sha256[:16]}.jsonl"
+            if not (settings.MEDIA_ROOT / lineage_relative).exists():
+                lineage_partial.rename(settings.MEDIA_ROOT / lineage_relative)
+            lineage = None
+            lineage_file = {"lineage_file": str(lineage_relative), "lineage_sha256": result.lineage_sha256}
+    finally:
+        partial.unlink(missing_ok=True)
+        lineage_partial.unlink(missing_ok=True)
     created_by = ({"id": user.pk, "username": user.get_username()}
                   if user is not None and user.is_authenticated else None)
+    options = _options(fmt=fmt, weighted=weighted, neutral=neutral)
     manifest = {"project": {"id": project.pk, "name": project.name, "task_kind": project.task_kind},
                 "format": fmt, "record": EXPORT_FORMATS[fmt].record, "source": source,
-                "options": plan.options, "adjudications": "final",
-                "rows": len(plan.rows), "sha256": digest, "created_at": timezone.now().isoformat(),
-                "created_by": created_by, "dropped": plan.dropped, "unlabeled": plan.unlabeled,
-                "label_counts": plan.label_counts, "lineage": plan.lineage}
+                "options": options, "adjudications": "final",
+                "rows": count, "sha256": digest, "created_at": timezone.now().isoformat(),
+                "created_by": created_by, "dropped": dropped, "unlabeled": unlabeled,
+                "label_counts": label_counts, "lineage": lineage, **lineage_file}
     return DatasetSnapshot.objects.create(
-        project=project, name=name, source=source, format=fmt, options=plan.options, file=str(relative),
-        manifest=manifest, sha256=digest, rows=len(plan.rows), dropped=plan.dropped,
+        project=project, name=name, source=source, format=fmt, options=options, file=str(relative),
+        manifest=manifest, sha256=digest, rows=count, dropped=dropped,
         created_by=user if created_by is not None else None)
 
 

@@ -1,0 +1,301 @@
+"""The streaming export of preference snapshots: from the database to a file, flat in memory.
+
+A snapshot of a million pairs does not fit the in-memory path (every row, its lineage and the file's
+bytes held at once). Here the rows are read in three streams, each ordered by item id and fetched in
+chunks through a server-side cursor on PostgreSQL (``QuerySet.iterator(chunk_size=...)``):
+
+1. the items with their prompt and both completions (one query, joined);
+2. their human labels (``item_id, id``), when the source reads people;
+3. their AI judgments (``item_id, id``), when the source reads judges.
+
+The streams are merged by item id, each item's labels are aggregated as they go by (the rules of
+``training.services.preference_rows``: an adjudication first, else ``prefdata.stats.aggregate_verdicts``,
+weighted on request; people before judges for the "both" source; ties and both-bad verdicts dropped and
+counted), and each row is encoded to its JSON line. The lines are hashed and written in blocks of about
+1 MiB. The number of queries does not depend on the number of rows.
+
+The bytes are those of ``prefdata.writers.dataset_bytes(rows, "jsonl")``: ``json.dumps(row,
+ensure_ascii=False) + "\\n"`` per row. A preference row is assembled from the same encoder's pieces (the
+string encoder json uses, the float repr it uses) instead of building a dict per row;
+``tests/training/test_exporting.py`` checks the bytes against the in-memory path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring  # what json.dumps(..., ensure_ascii=False) uses for a str
+from operator import itemgetter
+from pathlib import Path
+from typing import IO
+
+from django.db.models import Exists, OuterRef, Q
+
+from annotate.models import PairItem, PairLabel, Project
+from judges.models import AIJudgment
+from prefdata.records import STRENGTHS, VERDICTS
+from prefdata.stats import aggregate_verdicts
+
+CHUNK_SIZE = 5_000  # rows a fetch from a server-side cursor
+BLOCK_BYTES = 1 << 20  # characters hashed and written at a time
+
+# One item's lineage: (item, prompt, chosen, rejected, by, labels or judgments).
+Lineage = tuple[int, int, int, int, str, tuple[int, ...]]
+
+_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), encoder made once
+_DECISIVE = ("A", "B")
+
+
+def _grouped(rows: Iterator[tuple]) -> Iterator[tuple[int, list[tuple]]]:
+    """(item_id, its rows) from rows ordered by item id (the first column)."""
+    for item_id, group in itertools.groupby(rows, key=itemgetter(0)):
+        yield item_id, list(group)
+
+
+class _Merge:
+    """The rows of one item at a time from a stream grouped by item id, walked in increasing item id."""
+
+    __slots__ = ("_groups", "_head")
+
+    def __init__(self, rows: Iterator[tuple] | None):
+        self._groups = _grouped(rows) if rows is not None else iter(())
+        self._head = next(self._groups, None)
+
+    def take(self, item_id: int) -> list[tuple]:
+        head = self._head
+        while head is not None and head[0] < item_id:  # labels of an item not streamed (not expected)
+            head = next(self._groups, None)
+        if head is None or head[0] != item_id:
+            self._head = head
+            return []
+        self._head = next(self._groups, None)
+        return head[1]
+
+
+def _verdict(votes: list[tuple], weighted: bool) -> tuple[str | None, list[int]]:
+    """The plurality verdict of one item's ``(item_id, id, verdict, strength)`` rows (None when level) and
+    the strengths of the graded votes that agree with it; ``aggregate_verdicts``'s rule and errors."""
+    if len(votes) == 1:  # most items: one vote is its own plurality
+        _, _, verdict, strength = votes[0]
+        if verdict in VERDICTS and (strength is None or strength in STRENGTHS):
+            graded = [strength] if strength is not None and verdict in _DECISIVE else []
+            return verdict, graded
+    aggregate = aggregate_verdicts(labels=[(0, v, s) for _, _, v, s in votes], weighted=weighted)[0]
+    if aggregate.verdict is None:
+        return None, []
+    return aggregate.verdict, [s for _, _, v, s in votes if v == aggregate.verdict and s is not None
+                               and v in _DECISIVE]
+
+
+def _margin_json(margin: float) -> str:
+    """A float as json.dumps writes it (repr; NaN and infinities by name)."""
+    return float.__repr__(margin) if math.isfinite(margin) else _json(margin)
+
+
+def preference_line(messages: object, chosen: str, rejected: str, margin: float | None) -> str:
+    """``json.dumps(PreferenceRow(...).to_dict(), ensure_ascii=False) + "\\n"``, built from its pieces."""
+    tail = "}\n" if margin is None else f', "margin": {_margin_json(margin)}}}\n'
+    return (f'{{"prompt": {_json(messages)}, "chosen": [{{"role": "assistant", "content": '
+            f'{encode_basestring(chosen)}}}], "rejected": [{{"role": "assistant", "content": '
+            f'{encode_basestring(rejected)}}}]{tail}')
+
+
+def gold_labeled(*, project: Project, source: str) -> int:
+    """The project's gold items with a label (or judgment) of ``source``: one query."""
+    labeled = Q(pk__in=[])
+    if source in ("human", "both"):
+        labeled |= Q(Exists(PairLabel.objects.filter(item=OuterRef("pk"))))
+    if source in ("ai", "both"):
+        labeled |= Q(Exists(AIJudgment.objects.filter(item=OuterRef("pk"))))
+    return PairItem.objects.filter(labeled, project=project, is_gold=True).count()
+
+
+def preference_lines(*, project: Project, source: str, weighted: bool = False, dropped: Counter | None = None,
+                     chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[str, Lineage]]:
+    """Each row of a preference export as its JSON line, with its lineage, in item order.
+
+    With ``dropped``, counts what the rules left out as ``preference_rows`` does (gold, no_majority, tie,
+    both_bad, unlabeled). Run it inside a transaction on PostgreSQL: a server-side cursor outside one is
+    declared WITH HOLD, and the server copies the whole result before the first row."""
+    human, ai = source in ("human", "both"), source in ("ai", "both")
+    if dropped is not None:
+        gold = gold_labeled(project=project, source=source)
+        if gold:
+            dropped["gold"] += gold
+    items = (PairItem.objects.filter(project=project, is_gold=False).order_by("id")
+             .values_list("id", "prompt_id", "prompt__messages", "completion_a_id", "completion_a__text",
+                          "completion_b_id", "completion_b__text", "final_verdict", "final_strength")
+             .iterator(chunk_size=chunk_size))
+    labels = _Merge(PairLabel.objects.filter(item__project=project, item__is_gold=False).order_by("item_id", "id")
+                    .values_list("item_id", "id", "verdict", "strength").iterator(chunk_size=chunk_size)
+                    if human else None)
+    judgments = _Merge(AIJudgment.objects.filter(item__project=project, item__is_gold=False)
+                       .order_by("item_id", "id").values_list("item_id", "id", "verdict", "probability")
+                       .iterator(chunk_size=chunk_size) if ai else None)
+    for item_id, prompt_id, messages, a_id, a_text, b_id, b_text, final_verdict, final_strength in items:
+        votes = labels.take(item_id) if human else []
+        verdict: str | None = None
+        by = "human"
+        margin: float | None = None
+        if final_verdict and human:  # a reviewer's adjudication overrides the labels
+            verdict = final_verdict
+            margin = float(final_strength) if final_strength and verdict in _DECISIVE else None
+        elif votes:
+            verdict, graded = _verdict(votes, weighted)
+            margin = sum(graded) / len(graded) if graded else None
+        basis = [vote[1] for vote in votes]
+        judged = judgments.take(item_id) if ai else []
+        if verdict is None and judged:
+            verdict, _ = _verdict([(j[0], j[1], j[2], None) for j in judged], False)
+            if verdict is not None:
+                agreeing = [j[3] for j in judged if j[2] == verdict]
+                by, basis, margin = "ai", [j[1] for j in judged], abs(sum(agreeing) / len(agreeing) - 0.5) * 2
+        if verdict not in _DECISIVE:
+            if dropped is not None:
+                if verdict is not None:
+                    dropped["tie" if verdict == "tie" else "both_bad"] += 1
+                else:
+                    dropped["no_majority" if votes or judged else "unlabeled"] += 1
+            continue  # ties and both-bad say nothing about which to prefer
+        chosen, rejected = (a_id, a_text), (b_id, b_text)
+        if verdict == "B":
+            chosen, rejected = rejected, chosen
+        line = preference_line(messages, chosen[1], rejected[1], None if margin is None else round(float(margin), 4))
+        yield line, (item_id, prompt_id, chosen[0], rejected[0], by, tuple(basis))
+
+
+def lineage_dict(entry: Lineage) -> dict:
+    """A lineage entry as the manifest keeps it (``preference_rows``' shape)."""
+    item, prompt, chosen, rejected, by, basis = entry
+    return {"item": item, "prompt": prompt, "chosen": chosen, "rejected": rejected, "by": by,
+            "labels" if by == "human" else "judgments": list(basis)}
+
+
+def _lineage_line(entry: Lineage) -> str:
+    item, prompt, chosen, rejected, by, basis = entry
+    return (f'{{"item": {item}, "prompt": {prompt}, "chosen": {chosen}, "rejected": {rejected}, "by": "{by}", '
+            f'"{"labels" if by == "human" else "judgments"}": [{", ".join(map(str, basis))}]}}\n')
+
+
+@dataclass
+class ExportResult:
+    """What a streamed export wrote: its rows, their sha256, the first lines and lineage entries kept
+    (``keep``), and the lineage file's sha256 when one was written."""
+
+    rows: int = 0
+    sha256: str = ""
+    head: list[str] = field(default_factory=list)
+    lineage: list[dict] = field(default_factory=list)
+    lineage_sha256: str = ""
+
+
+def lines_write(lines: Iterable[tuple[str, Lineage]], *, out: IO[bytes] | None = None,
+                lineage_out: IO[bytes] | None = None, keep: int = 0, keep_lineage: int = 0) -> ExportResult:
+    """Hash (and with ``out``, write) the lines as they come, in blocks; keep only the first ones.
+
+    With ``lineage_out``, each row's lineage is written there as one JSON line too (hashed apart)."""
+    result = ExportResult()
+    digest, lineage_digest = hashlib.sha256(), hashlib.sha256()
+    block: list[str] = []
+    lineage_block: list[str] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal size
+        data = "".join(block).encode()
+        digest.update(data)
+        if out is not None:
+            out.write(data)
+        block.clear()
+        size = 0
+        if lineage_out is not None:
+            data = "".join(lineage_block).encode()
+            lineage_digest.update(data)
+            lineage_out.write(data)
+            lineage_block.clear()
+
+    rows = 0
+    for line, entry in lines:
+        if rows < keep:
+            result.head.append(line)
+        if rows < keep_lineage:
+            result.lineage.append(lineage_dict(entry))
+        rows += 1
+        block.append(line)
+        size += len(line)
+        if lineage_out is not None:
+            lineage_block.append(_lineage_line(entry))
+        if size >= BLOCK_BYTES:
+            flush()
+    flush()
+    result.rows, result.sha256 = rows, digest.hexdigest()
+    if lineage_out is not None:
+        result.lineage_sha256 = lineage_digest.hexdigest()
+    return result
+
+
+def preference_export(*, project: Project, source: str, weighted: bool = False, dropped: Counter,
+                      path: Path | None = None, lineage_path: Path | None = None, keep: int = 0,
+                      keep_lineage: int = 0) -> ExportResult:
+    """Stream a preference export: to ``path`` (and its lineage to ``lineage_path``) when given, else only
+    hashed and counted (a plan). Files half written are removed if anything fails."""
+    lines = preference_lines(project=project, source=source, weighted=weighted, dropped=dropped)
+    opened = [p for p in (path, lineage_path) if p is not None]
+    try:
+        with contextlib.ExitStack() as stack:
+            out, lineage_out = (stack.enter_context(open(p, "wb")) if p is not None else None  # noqa: SIM115
+                                for p in (path, lineage_path))
+            return lines_write(lines, out=out, lineage_out=lineage_out, keep=keep, keep_lineage=keep_lineage)
+    except BaseException:
+        for written in opened:
+            written.unlink(missing_ok=True)
+        raise
+
+
+class RowsHead(Sequence):
+    """The rows of a streamed plan: as many as the export has (``len``), of which only the first are kept.
+
+    Indexing and slicing reach the kept rows; iterating or comparing needs them all, so it works only when
+    every row was kept (a small export)."""
+
+    def __init__(self, head: list, total: int):
+        self._head, self._total = head, total
+
+    def __len__(self) -> int:
+        return self._total
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            start, stop, step = index.indices(self._total)
+            if step > 0 and max(start, stop) > len(self._head) and start < stop:
+                raise IndexError(f"a plan keeps the first {len(self._head)} of {self._total} rows")
+            return self._head[index]
+        position = index + self._total if index < 0 else index
+        if not 0 <= position < len(self._head):
+            raise IndexError(f"a plan keeps the first {len(self._head)} of {self._total} rows")
+        return self._head[position]
+
+    @property
+    def complete(self) -> bool:
+        return len(self._head) == self._total
+
+    def __iter__(self):
+        if not self.complete:
+            raise TypeError(f"a plan keeps the first {len(self._head)} of {self._total} rows; stream the export")
+        return iter(self._head)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, RowsHead | list) and self.complete:
+            return self._head == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<RowsHead {len(self._head)} of {self._total}>"
