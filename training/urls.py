@@ -1,7 +1,7 @@
 from django.urls import path
 
 import annotate.api_errors  # noqa: F401 (registers the <id:...> path converter)
-from training import api, views
+from training import api, api_diff, views
 
 app_name = "training"
 urlpatterns = [
@@ -15,4 +15,6 @@ urlpatterns = [
     path("api/projects/<id:project_id>/snapshots/", api.snapshots, name="api_snapshots"),
     path("api/projects/<id:project_id>/snapshots/<id:snapshot_id>/manifest/", api.snapshot_manifest_api,
          name="api_snapshot_manifest"),
+    path("api/projects/<id:project_id>/snapshots/<id:snapshot_id>/diff/<id:other_id>/", api_diff.snapshot_diff_api,
+         name="api_snapshot_diff"),
 ]
