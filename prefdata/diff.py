@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -203,19 +203,20 @@ def row_reasons(a: Mapping[str, Any] | None, b: Mapping[str, Any] | None, facts:
 
 
 def rows_diff(rows_a: Iterable[Mapping[str, Any]], rows_b: Iterable[Mapping[str, Any]], *,
-              lineage_a: Sequence[Mapping[str, Any]] | None = None,
-              lineage_b: Sequence[Mapping[str, Any]] | None = None,
+              lineage_a: Iterable[Mapping[str, Any]] | None = None,
+              lineage_b: Iterable[Mapping[str, Any]] | None = None,
               facts: DiffFacts | None = None, limit: int | None = 100) -> RowsDiff:
     """The rows of b against those of a: each added, removed, flipped, changed or unchanged, and why.
 
-    a is held in memory (a digest, its row and lineage per row); b is streamed. Lineage entries run beside
-    the rows, one per row, as a snapshot's manifest keeps them; without them only the statuses are known."""
+    a is held in memory (a digest, its row and lineage per row); b and its lineage are streamed. Lineage
+    entries run beside the rows, one per row, as a snapshot's manifest keeps them (a missing one is {});
+    without them only the statuses are known."""
     facts = facts or DiffFacts()
-    lineage_a, lineage_b = lineage_a or [], lineage_b or []
+    lineage_a_iter, lineage_b_iter = iter(lineage_a or ()), iter(lineage_b or ())
     pending: dict[str, list[_Row]] = defaultdict(list)
     a_by_item: dict[Any, Mapping[str, Any]] = {}
     for index, row in enumerate(rows_a):
-        entry = lineage_a[index] if index < len(lineage_a) else {}
+        entry = next(lineage_a_iter, None) or {}
         pending[row_identity(row)].append(_Row(index, row, _digest(row), entry))
         if entry.get("item") is not None:
             a_by_item.setdefault(entry["item"], entry)
@@ -243,7 +244,7 @@ def rows_diff(rows_a: Iterable[Mapping[str, Any]], rows_b: Iterable[Mapping[str,
                                 "item": lineage.get("item"), "prompt": lineage.get("prompt"), "reasons": why})
 
     for index, row in enumerate(rows_b):
-        entry = lineage_b[index] if index < len(lineage_b) else {}
+        entry = next(lineage_b_iter, None) or {}
         candidates = pending.get(row_identity(row))
         if not candidates:
             record("added", row, None, index, entry)

@@ -5,25 +5,25 @@ and version, each item's adjudication)."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from annotate.models import PairItem, PairLabel, Project, StepItem, StepLabel
 from judges.models import AIJudgment
 from prefdata.diff import DiffFacts, manifest_changes, rows_diff
-from training.models import DatasetSnapshot
+from training.models import DatasetSnapshot, SnapshotFileAltered
 
 DIFF_LIMIT = 100  # entries listed per status; the counts are always complete
 _CHUNK = 500  # ids per query (SQLite's limit on a statement's parameters)
 
 
-def snapshot_rows(*, snapshot: DatasetSnapshot) -> Iterator[dict]:
-    """The rows of a snapshot's file, one at a time (JSON Lines, gzip recognised by its magic bytes), once
-    the file is checked against its sha256 (``SnapshotFileAltered`` if it is not the snapshot's)."""
-    path = snapshot.file_verify()
+def _json_lines(path: Path) -> Iterator[dict]:
     with path.open("rb") as raw:
         gzipped = raw.read(2) == b"\x1f\x8b"
     opener = gzip.open if gzipped else open
@@ -33,41 +33,73 @@ def snapshot_rows(*, snapshot: DatasetSnapshot) -> Iterator[dict]:
                 yield json.loads(line)
 
 
+def snapshot_rows(*, snapshot: DatasetSnapshot) -> Iterator[dict]:
+    """The rows of a snapshot's file, one at a time (JSON Lines, gzip recognised by its magic bytes), once
+    the file is checked against its sha256 (``SnapshotFileAltered`` if it is not the snapshot's)."""
+    return _json_lines(snapshot.file_verify())
+
+
+def snapshot_lineage(*, snapshot: DatasetSnapshot) -> Iterator[dict]:
+    """Each row's lineage, in row order: the manifest's ``lineage``, or for a large snapshot the JSON Lines
+    file it names (``lineage_file``), checked against its ``lineage_sha256`` first."""
+    manifest = snapshot.manifest
+    if manifest.get("lineage_file"):
+        path = Path(settings.MEDIA_ROOT) / manifest["lineage_file"]
+        digest = hashlib.sha256()
+        try:
+            with path.open("rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+        except FileNotFoundError:
+            raise SnapshotFileAltered(f"The lineage file of snapshot {snapshot.name!r} is missing.") from None
+        if manifest.get("lineage_sha256") and digest.hexdigest() != manifest["lineage_sha256"]:
+            raise SnapshotFileAltered(f"The lineage file of snapshot {snapshot.name!r} was altered after it was made.")
+        return _json_lines(path)
+    return iter(manifest.get("lineage") or ())
+
+
 def _chunks(ids: Iterable[int]) -> Iterator[list[int]]:
     ids = sorted({i for i in ids if isinstance(i, int)})
     for start in range(0, len(ids), _CHUNK):
         yield ids[start:start + _CHUNK]
 
 
-def _lineage_ids(lineage: Sequence[dict], plural: str, singular: str | None = None) -> set[int]:
-    ids: set[int] = set()
+def _lineage_ids(lineage: Iterable[dict]) -> dict[str, set[int]]:
+    """The ids the lineage names: items, labels, judgments."""
+    ids: dict[str, set[int]] = {"items": set(), "labels": set(), "judgments": set()}
     for entry in lineage:
-        ids.update(entry.get(plural) or ())
-        if singular and entry.get(singular) is not None:
-            ids.add(entry[singular])
+        ids["labels"].update(entry.get("labels") or ())
+        ids["judgments"].update(entry.get("judgments") or ())
+        for key, kind in (("label", "labels"), ("item", "items")):
+            if entry.get(key) is not None:
+                ids[kind].add(entry[key])
     return ids
 
 
-def diff_facts(*, project: Project, lineage: Sequence[dict], a: DatasetSnapshot,
+def diff_facts(*, project: Project, lineages: Iterable[Callable[[], Iterable[dict]]], a: DatasetSnapshot,
                b: DatasetSnapshot) -> DiffFacts:
-    """The facts behind the lineage's ids, kept to the project's rows."""
+    """The facts behind the ids the lineages name (each read once, streamed), kept to the project's rows."""
+    ids: dict[str, set[int]] = {"items": set(), "labels": set(), "judgments": set()}
+    for lineage in lineages:
+        for kind, found in _lineage_ids(lineage()).items():
+            ids[kind] |= found
     steps = project.task_kind == Project.TaskKind.STEPS
     label_model, item_model = (StepLabel, StepItem) if steps else (PairLabel, PairItem)
     labels: dict[int, dict[str, Any]] = {}
-    for chunk in _chunks(_lineage_ids(lineage, "labels", "label")):
+    for chunk in _chunks(ids["labels"]):
         for row in label_model.objects.filter(pk__in=chunk, item__project=project).values(
                 "id", "annotator__username", "created_at", "updated_at"):
             labels[row["id"]] = {"annotator": row["annotator__username"], "created_at": row["created_at"],
                                  "updated_at": row["updated_at"]}
     judgments: dict[int, dict[str, Any]] = {}
     if not steps:
-        for chunk in _chunks(_lineage_ids(lineage, "judgments")):
+        for chunk in _chunks(ids["judgments"]):
             for row in AIJudgment.objects.filter(pk__in=chunk, item__project=project).values(
                     "id", "judge__name", "template_version", "created_at"):
                 judgments[row["id"]] = {"judge": row["judge__name"], "version": row["template_version"],
                                         "created_at": row["created_at"]}
     items: dict[int, dict[str, Any]] = {}
-    for chunk in _chunks(_lineage_ids(lineage, "__none__", "item")):
+    for chunk in _chunks(ids["items"]):
         for row in item_model.objects.filter(pk__in=chunk, project=project).exclude(
                 adjudicated_at=None).values("id", "adjudicated_by__username", "adjudicated_at"):
             items[row["id"]] = {"adjudicated_by": row["adjudicated_by__username"],
@@ -91,9 +123,9 @@ def snapshot_diff(*, a: DatasetSnapshot, b: DatasetSnapshot, limit: int = DIFF_L
     snapshot's."""
     if a.project_id != b.project_id:
         raise ValidationError("The two snapshots belong to different projects.")
-    lineage_a, lineage_b = a.manifest.get("lineage") or [], b.manifest.get("lineage") or []
-    facts = diff_facts(project=a.project, lineage=[*lineage_a, *lineage_b], a=a, b=b)
-    diff = rows_diff(snapshot_rows(snapshot=a), snapshot_rows(snapshot=b), lineage_a=lineage_a,
-                     lineage_b=lineage_b, facts=facts, limit=limit)
+    facts = diff_facts(project=a.project, a=a, b=b, lineages=[lambda: snapshot_lineage(snapshot=a),
+                                                                 lambda: snapshot_lineage(snapshot=b)])
+    diff = rows_diff(snapshot_rows(snapshot=a), snapshot_rows(snapshot=b), lineage_a=snapshot_lineage(snapshot=a),
+                     lineage_b=snapshot_lineage(snapshot=b), facts=facts, limit=limit)
     return {"a": _identity(a), "b": _identity(b), "snapshot_changes": manifest_changes(a.manifest, b.manifest),
             **diff.to_dict()}

@@ -100,9 +100,11 @@ class DatasetSnapshot(models.Model):
         if not self._state.adding and self.pk is not None:
             self._content_unchanged(kwargs.get("update_fields"))
         super().save(*args, **kwargs)
-        path = self.stored_path
-        if path.is_file() and path.stat().st_mode & 0o222:
-            os.chmod(path, 0o444)  # content-addressed and never rewritten: nobody writes to it again
+        # Content-addressed and never rewritten: nobody writes to the rows (or the lineage file) again.
+        lineage_file = self.manifest.get("lineage_file") if isinstance(self.manifest, dict) else None
+        for path in (self.stored_path, *([Path(settings.MEDIA_ROOT) / lineage_file] if lineage_file else [])):
+            if path.is_file() and path.stat().st_mode & 0o222:
+                os.chmod(path, 0o444)
 
     def _content_unchanged(self, update_fields) -> None:
         fields = [f for f in SNAPSHOT_CONTENT_FIELDS if update_fields is None or f in update_fields

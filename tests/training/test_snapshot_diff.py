@@ -159,3 +159,18 @@ def test_an_ai_row_leads_to_its_judgments_judge_and_version(researcher, media):
     found = AIJudgment.objects.filter(pk__in=entry["judgments"]).select_related("judge")
     assert {j.pk: (j.judge.name, j.template_version) for j in found} == made
     assert json.loads(snapshot_path(snapshot=snapshot).read_text())["chosen"][0]["content"] == item.completion_a.text
+
+
+def test_a_lineage_kept_in_a_file_beside_the_snapshot_explains_the_diff_too(monkeypatch, around_an_adjudication):
+    """A large snapshot's lineage is a JSON Lines file the manifest names (here: past one row)."""
+    world = around_an_adjudication
+    monkeypatch.setattr("training.services.LINEAGE_INLINE_ROWS", 1)
+    pair_item_adjudicate(item=world["settled"], reviewer=UserFactory(username="reviewer-sam"), verdict="A")
+    c = snapshot_create(project=world["project"], name="large")
+    assert c.manifest.get("lineage_file") and not c.manifest.get("lineage")
+    diff = snapshot_diff(a=world["b"], b=c)
+    assert diff["counts"]["flipped"] == 1
+    assert diff["flipped"][0]["item"] == world["settled"].pk
+    assert diff["flipped"][0]["reasons"][0]["by"] == "reviewer-sam"
+    lineage_path = snapshot_path(snapshot=c).parent / c.manifest["lineage_file"].rsplit("/", 1)[-1]
+    assert oct(lineage_path.stat().st_mode & 0o777) == oct(0o444)
