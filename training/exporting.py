@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,7 +36,9 @@ from operator import itemgetter
 from pathlib import Path
 from typing import IO
 
-from django.db.models import Exists, OuterRef, Q
+from django.db import connection
+from django.db.models import Exists, F, OuterRef, Q, TextField
+from django.db.models.functions import Cast
 
 from annotate.models import PairItem, PairLabel, Project
 from judges.models import AIJudgment
@@ -98,10 +101,31 @@ def _margin_json(margin: float) -> str:
     return float.__repr__(margin) if math.isfinite(margin) else _json(margin)
 
 
-def preference_line(messages: object, chosen: str, rejected: str, margin: float | None) -> str:
-    """``json.dumps(PreferenceRow(...).to_dict(), ensure_ascii=False) + "\\n"``, built from its pieces."""
+# A number outside a string in jsonb's text: it follows "[", ": " or ", " (or starts the text). Inside a
+# string the same characters only make the check fail safe (the value is decoded and encoded again).
+_JSONB_NUMBER = re.compile(r"(?:^|[\[:,] ?)-?[0-9]")
+
+
+def _jsonb_text_json(text: str) -> str:
+    """PostgreSQL's text of a jsonb value as json.dumps(json.loads(text), ensure_ascii=False) writes it.
+
+    They agree except on numbers (jsonb keeps 1e2 and 1.10 as written): jsonb writes ", " and ": " between
+    items, keeps keys in its own order (the order json.loads reads back), escapes quotes, backslashes and
+    control characters as json does and every other character as it is. A text with a number outside its
+    strings is decoded and encoded again."""
+    if _JSONB_NUMBER.search(text) is None:
+        return text
+    return _json(json.loads(text))
+
+
+def preference_line(messages: object, chosen: str, rejected: str, margin: float | None, *,
+                    prompt_json: str | None = None) -> str:
+    """``json.dumps(PreferenceRow(...).to_dict(), ensure_ascii=False) + "\\n"``, built from its pieces
+    (``prompt_json``: the prompt already encoded)."""
     tail = "}\n" if margin is None else f', "margin": {_margin_json(margin)}}}\n'
-    return (f'{{"prompt": {_json(messages)}, "chosen": [{{"role": "assistant", "content": '
+    if prompt_json is None:
+        prompt_json = _json(messages)
+    return (f'{{"prompt": {prompt_json}, "chosen": [{{"role": "assistant", "content": '
             f'{encode_basestring(chosen)}}}], "rejected": [{{"role": "assistant", "content": '
             f'{encode_basestring(rejected)}}}]{tail}')
 
@@ -128,8 +152,11 @@ def preference_lines(*, project: Project, source: str, weighted: bool = False, d
         gold = gold_labeled(project=project, source=source)
         if gold:
             dropped["gold"] += gold
+    # On PostgreSQL the prompt comes as jsonb's text, written as it is when that is json.dumps' text too.
+    raw = connection.vendor == "postgresql"
+    messages_field = Cast("prompt__messages", TextField()) if raw else F("prompt__messages")
     items = (PairItem.objects.filter(project=project, is_gold=False).order_by("id")
-             .values_list("id", "prompt_id", "prompt__messages", "completion_a_id", "completion_a__text",
+             .values_list("id", "prompt_id", messages_field, "completion_a_id", "completion_a__text",
                           "completion_b_id", "completion_b__text", "final_verdict", "final_strength")
              .iterator(chunk_size=chunk_size))
     labels = _Merge(PairLabel.objects.filter(item__project=project, item__is_gold=False).order_by("item_id", "id")
@@ -166,7 +193,8 @@ def preference_lines(*, project: Project, source: str, weighted: bool = False, d
         chosen, rejected = (a_id, a_text), (b_id, b_text)
         if verdict == "B":
             chosen, rejected = rejected, chosen
-        line = preference_line(messages, chosen[1], rejected[1], None if margin is None else round(float(margin), 4))
+        line = preference_line(messages, chosen[1], rejected[1], None if margin is None else round(float(margin), 4),
+                               prompt_json=_jsonb_text_json(messages) if raw else None)
         yield line, (item_id, prompt_id, chosen[0], rejected[0], by, tuple(basis))
 
 

@@ -11,7 +11,9 @@ from collections import Counter
 import pytest
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models.expressions import RawSQL
 
+from annotate.models import Prompt
 from judges.models import AIJudgment, Judge
 from prefdata.records import PreferenceRow
 from prefdata.writers import dataset_bytes
@@ -59,7 +61,11 @@ def varied_project():
         {"role": "assistant", "content": "ok"}, {"role": "user", "content": "and more?", "name": "bob"}])
     _labels(item(prompt=conversation, completion_a__prompt=conversation, completion_b__prompt=conversation,
                  completion_a__text=ODD_TEXT, completion_b__text=""), ("A", 3))
-    _labels(item(), ("B", None))
+    numbers = PromptFactory(project=project, messages=[{"role": "user", "content": "1, 2: [3", "n": [1, 2.5, None]}])
+    if connection.vendor == "postgresql":  # numbers as jsonb keeps them, not as Python writes them
+        Prompt.objects.filter(pk=numbers.pk).update(messages=RawSQL(
+            """'[{"role": "user", "content": "1, 2: [3", "n": [1, 2.50, 1e2, -0.0]}]'::jsonb""", []))
+    _labels(item(prompt=numbers, completion_a__prompt=numbers, completion_b__prompt=numbers), ("B", None))
     _labels(item(), ("tie", None))
     _labels(item(), ("both_bad", None))
     _labels(item(), ("A", 1), ("A", 4))  # margin 2.5
