@@ -133,6 +133,8 @@ class DatasetSnapshot(models.Model):
                     digest.update(chunk)
         except FileNotFoundError:
             raise SnapshotFileAltered(f"The file of snapshot {self.name!r} is missing.") from None
+        except OSError as exc:  # a folder, no permission: not the file the snapshot was made with
+            raise SnapshotFileAltered(f"The file of snapshot {self.name!r} cannot be read: {exc.strerror}.") from None
         if digest.hexdigest() != self.sha256:
             raise SnapshotFileAltered(
                 f"The file of snapshot {self.name!r} was altered after it was made: its sha256 is "
