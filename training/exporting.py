@@ -27,7 +27,9 @@ import hashlib
 import itertools
 import json
 import math
+import queue
 import re
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +55,56 @@ Lineage = tuple[int, int, int, int, str, tuple[int, ...]]
 
 _json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), encoder made once
 _DECISIVE = ("A", "B")
+
+
+_END = object()
+
+
+def _read_ahead(rows: Iterator[tuple], *, size: int = CHUNK_SIZE) -> Iterator[tuple]:
+    """``rows``, read a chunk ahead by a thread on PostgreSQL: while this thread encodes a chunk, the other
+    waits for the server's answer to the next FETCH (psycopg waits without the GIL), so the two overlap.
+
+    The cursor is opened here, by the first row (Django opens a connection's cursors in the connection's
+    own thread); the reading thread only fetches from it, with the connection's sharing allowed meanwhile
+    (psycopg serialises the connection's use). Elsewhere the rows come as they are."""
+    first = next(rows, _END)
+    if first is _END:
+        return
+    yield first
+    if connection.vendor != "postgresql":
+        yield from rows
+        return
+    chunks: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            while not stop.is_set():
+                chunk = list(itertools.islice(rows, size))
+                chunks.put(chunk)
+                if not chunk:
+                    return
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which raises it
+            chunks.put(exc)
+
+    connection.inc_thread_sharing()
+    reader = threading.Thread(target=read, name="export-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            chunk = chunks.get()
+            if isinstance(chunk, BaseException):
+                raise chunk
+            if not chunk:
+                return
+            yield from chunk
+    finally:
+        stop.set()
+        while reader.is_alive():  # a reader blocked on a full queue: make room until it sees the stop
+            with contextlib.suppress(queue.Empty):
+                chunks.get_nowait()
+            reader.join(0.05)
+        connection.dec_thread_sharing()
 
 
 def _grouped(rows: Iterator[tuple]) -> Iterator[tuple[int, list[tuple]]]:
@@ -165,7 +217,7 @@ def preference_lines(*, project: Project, source: str, weighted: bool = False, d
     judgments = _Merge(AIJudgment.objects.filter(item__project=project, item__is_gold=False)
                        .order_by("item_id", "id").values_list("item_id", "id", "verdict", "probability")
                        .iterator(chunk_size=chunk_size) if ai else None)
-    for item_id, prompt_id, messages, a_id, a_text, b_id, b_text, final_verdict, final_strength in items:
+    for item_id, prompt_id, messages, a_id, a_text, b_id, b_text, final_verdict, final_strength in _read_ahead(items):
         votes = labels.take(item_id) if human else []
         verdict: str | None = None
         by = "human"
