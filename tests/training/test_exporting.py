@@ -205,3 +205,26 @@ def test_on_postgresql_the_rows_come_through_server_side_cursors(varied_project)
             open_cursors = cursor.fetchone()[0]
         lines.close()
     assert open_cursors == 3, "items, labels and judgments each stream from a cursor of their own"
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="rows are read ahead on PostgreSQL only")
+def test_rows_read_ahead_keep_their_order_pass_on_an_error_and_leave_no_reader_behind():
+    import threading
+
+    from training.exporting import _read_ahead
+
+    def readers():
+        return [t for t in threading.enumerate() if t.name == "export-read-ahead"]
+
+    assert list(_read_ahead(iter(range(23)), size=4)) == list(range(23))
+
+    def failing():
+        yield from range(10)
+        raise RuntimeError("the server went away")
+
+    with pytest.raises(RuntimeError, match="went away"):
+        list(_read_ahead(failing(), size=3))
+    closed = _read_ahead(iter(range(1000)), size=2)
+    assert [next(closed) for _ in range(5)] == [0, 1, 2, 3, 4]
+    closed.close()  # the export stopped early: the reader stops too, and the connection is its thread's again
+    assert readers() == [] and not connection.allow_thread_sharing
