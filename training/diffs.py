@@ -5,7 +5,6 @@ and version, each item's adjudication)."""
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from django.core.exceptions import ValidationError
 from annotate.models import PairItem, PairLabel, Project, StepItem, StepLabel
 from judges.models import AIJudgment
 from prefdata.diff import DiffFacts, manifest_changes, rows_diff
-from training.models import DatasetSnapshot, SnapshotFileAltered
+from training.models import DatasetSnapshot, SnapshotFileAltered, file_sha256
 
 DIFF_LIMIT = 100  # entries listed per status; the counts are always complete
 _CHUNK = 500  # ids per query (SQLite's limit on a statement's parameters)
@@ -45,14 +44,11 @@ def snapshot_lineage(*, snapshot: DatasetSnapshot) -> Iterator[dict]:
     manifest = snapshot.manifest
     if manifest.get("lineage_file"):
         path = Path(settings.MEDIA_ROOT) / manifest["lineage_file"]
-        digest = hashlib.sha256()
         try:
-            with path.open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
+            sha256 = file_sha256(path)
         except FileNotFoundError:
             raise SnapshotFileAltered(f"The lineage file of snapshot {snapshot.name!r} is missing.") from None
-        if manifest.get("lineage_sha256") and digest.hexdigest() != manifest["lineage_sha256"]:
+        if manifest.get("lineage_sha256") and sha256 != manifest["lineage_sha256"]:
             raise SnapshotFileAltered(f"The lineage file of snapshot {snapshot.name!r} was altered after it was made.")
         return _json_lines(path)
     return iter(manifest.get("lineage") or ())

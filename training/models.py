@@ -56,6 +56,15 @@ class SnapshotFileAltered(Exception):
     """A snapshot's file is missing or no longer has the sha256 it was made with."""
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read a MiB at a time."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 class DatasetSnapshot(models.Model):
     class Format(models.TextChoices):
         PREFERENCE = "preference", "Preference (prompt, chosen, rejected)"
@@ -126,19 +135,16 @@ class DatasetSnapshot(models.Model):
     def file_verify(self) -> Path:
         """The file's path if it holds the bytes the snapshot was made with; else SnapshotFileAltered."""
         path = self.stored_path
-        digest = hashlib.sha256()
         try:
-            with path.open("rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    digest.update(chunk)
+            sha256 = file_sha256(path)
         except FileNotFoundError:
             raise SnapshotFileAltered(f"The file of snapshot {self.name!r} is missing.") from None
         except OSError as exc:  # a folder, no permission: not the file the snapshot was made with
             raise SnapshotFileAltered(f"The file of snapshot {self.name!r} cannot be read: {exc.strerror}.") from None
-        if digest.hexdigest() != self.sha256:
+        if sha256 != self.sha256:
             raise SnapshotFileAltered(
                 f"The file of snapshot {self.name!r} was altered after it was made: its sha256 is "
-                f"{digest.hexdigest()[:12]}, not {self.sha256[:12]}. It is not served; restore the file or "
+                f"{sha256[:12]}, not {self.sha256[:12]}. It is not served; restore the file or "
                 f"make a new snapshot.")
         return path
 
