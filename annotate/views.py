@@ -30,7 +30,6 @@ from annotate.selectors import (
     pair_item_get_in_project,
     pair_label_last_for_annotator,
     project_get_for_user,
-    project_list_for_user,
     project_role_for_user,
     project_stats,
     step_item_get_in_project,
@@ -47,13 +46,6 @@ from annotate.services import (
 )
 from annotate.step_quality import step_disputes_page, step_project_quality
 from prefdata.steps import first_error, steps_split
-
-
-@login_required
-def project_list(request: HttpRequest) -> HttpResponse:
-    projects = project_list_for_user(user=request.user)
-    return render(request, "annotate/project_list.html", {"projects": projects})
-
 
 SOLUTIONS_PER_PAGE = 50
 

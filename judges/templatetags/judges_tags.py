@@ -1,4 +1,4 @@
-"""Template helpers of the judges' pages: p-values as people read them, shares with their n, and each
+"""Template helpers of the judges' pages: shares with their n, and each
 judge's verdict on a pair (the review page)."""
 
 from __future__ import annotations
@@ -6,15 +6,8 @@ from __future__ import annotations
 from django import template
 
 from judges.reports import item_judge_verdicts
-from prefdata.stats import p_value_text
 
 register = template.Library()
-
-
-@register.filter
-def p_value(value: float | None) -> str:
-    """1.8e-12, never 0.0 (prefdata.stats.p_value_text)."""
-    return p_value_text(value)
 
 
 @register.filter
