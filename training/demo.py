@@ -88,7 +88,8 @@ def demo_loop(*, setup: DemoSetup, say: Callable[[str], None], max_new_tokens: i
     from synth.backends.base import Sampling
     from synth.services import endpoint_backend, synthesis_job_create, synthesis_job_run
     from training.models import DatasetSnapshot
-    from training.services import snapshot_create, training_job_create, training_job_run
+    from training.jobs import training_job_create, training_job_run
+    from training.services import snapshot_create
 
     project, endpoint, judge = setup.project, setup.endpoint, setup.judge
     report: dict = {}

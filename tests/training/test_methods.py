@@ -11,7 +11,7 @@ from tests.factories import ProjectFactory, UserFactory
 from training.ml.dpo import DPOScriptConfig
 from training.ml.registry import METHODS, PATH_FIELDS, method_get
 from training.models import DatasetSnapshot, TrainingJob
-from training.services import training_job_create
+from training.jobs import training_job_create
 
 pytestmark = pytest.mark.django_db
 
