@@ -13,6 +13,10 @@ class ModelEndpoint(models.Model):
         TRANSFORMERS = "transformers", "Local transformers model (path or hub id)"
         GGUF = "gguf", "GGUF file (converted once to safetensors)"
         OPENAI = "openai", "OpenAI-compatible HTTP server"
+        # Reward models, local only: a sequence-classification head gives one score per response, a
+        # token-classification head (a process reward model) one score per reasoning step.
+        SCORER = "scorer", "Reward model: one score per response (local sequence classification)"
+        STEP_SCORER = "step_scorer", "Process reward model: one score per step (local token classification)"
 
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.TRANSFORMERS)

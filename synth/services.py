@@ -135,6 +135,10 @@ def endpoint_probe(*, base_url: str, model: str, api_key: str = "", timeout: flo
 
 def endpoint_supports_text(*, endpoint: ModelEndpoint) -> str:
     """What an endpoint supports, in words, for pages and the admin."""
+    if endpoint.kind == ModelEndpoint.Kind.SCORER:
+        return "a local reward model: one score per response"
+    if endpoint.kind == ModelEndpoint.Kind.STEP_SCORER:
+        return "a local process reward model: one score per step"
     if endpoint.kind != ModelEndpoint.Kind.OPENAI:
         return "a local model: log-probabilities, any number of samples"
     c = endpoint.capabilities or {}

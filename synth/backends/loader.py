@@ -33,6 +33,11 @@ def backend_load(*, kind: str, path: str, base_url: str = "", dtype: str = "floa
                 if http is None:
                     raise ValueError("an HTTP endpoint needs its client factory")
                 backend = http()
+            elif kind in ("scorer", "step_scorer"):
+                from synth.backends.scorer import ScorerBackend, StepScorerBackend
+
+                scorer = ScorerBackend if kind == "scorer" else StepScorerBackend
+                backend = scorer(path, dtype=dtype, device=device)
             else:
                 from synth.backends.local import TransformersBackend
 
