@@ -71,6 +71,8 @@ class DatasetSnapshot(models.Model):
         STEPWISE = "stepwise", "TRL stepwise supervision (prompt, completions, labels)"
         PRM800K = "prm800k", "PRM800K-like, every rating kept"
         OUTCOME = "outcome", "Outcome (prompt, completion, label)"
+        UNPAIRED = "unpaired", "KTO unpaired (prompt, completion, label): both replies of each pair"
+        SFT = "sft", "SFT (messages): the prompt with the chosen reply"
 
     class Source(models.TextChoices):
         HUMAN = "human", "Human labels"
@@ -157,6 +159,27 @@ class DatasetSnapshot(models.Model):
         """The name as a download's file name: letters, digits, ".", "_" and "-" (a name is free text)."""
         stem = re.sub(r"\.{2,}", ".", re.sub(r"[^\w.-]+", "-", self.name, flags=re.ASCII))
         return stem.strip(".-") or f"snapshot-{self.pk}"
+
+
+class SnapshotJob(Job):
+    """A snapshot made by a worker: a large export, with its progress shown while it runs. ``params`` are
+    ``training.services.snapshot_create``'s options as checked when the job was made."""
+
+    task_name = "training.tasks.snapshot_job_run_task"
+    slug = "snapshot"
+    page_url_name = "training:datasets"
+
+    project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="snapshot_jobs")
+    params = models.JSONField(default=dict)
+    snapshot = models.ForeignKey(DatasetSnapshot, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"Snapshot job #{self.pk} ({self.status})"
 
 
 class TrainingJob(Job):

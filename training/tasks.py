@@ -8,3 +8,10 @@ def training_job_run_task(job_id: int) -> None:
     from training.jobs import training_job_run
 
     training_job_run(job_id=job_id)
+
+
+@shared_task(**task_options("snapshot"))
+def snapshot_job_run_task(job_id: int) -> None:
+    from training.services import snapshot_job_run
+
+    snapshot_job_run(job_id=job_id)
