@@ -197,13 +197,25 @@ class TrainingJob(Job):
         default=dict, blank=True,
         help_text='Only what differs from the method\'s defaults, e.g. {"max_steps": 100, "beta": 0.2}.')
     metrics = models.JSONField(default=list, blank=True, help_text="One entry per logged step.")
+    evaluation = models.JSONField(
+        default=dict, blank=True,
+        help_text="What the script measured on the snapshot's test split after training (its evaluation.json).")
     log = models.TextField(blank=True)
+    # Beyond one machine: run through ``accelerate launch`` (several GPUs, DeepSpeed ZeRO, FSDP).
+    accelerate_config = models.CharField(
+        max_length=500, blank=True,
+        help_text="Path of an accelerate (or DeepSpeed) config file on the training worker; blank: one plain "
+                  "process.")
+    num_processes = models.PositiveSmallIntegerField(
+        default=1, help_text="Processes (GPUs) accelerate starts; more than 1 launches through accelerate.")
     artifact_path = models.CharField(max_length=500, blank=True)
     result_endpoint = models.ForeignKey("synth.ModelEndpoint", null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+")
 
     class Meta:
         ordering = ["-id"]
+        constraints = [models.CheckConstraint(condition=models.Q(num_processes__gte=1),
+                                              name="trainingjob_num_processes_positive")]
 
     def __str__(self) -> str:
         return f"{self.get_method_display()} #{self.pk} on {self.base_endpoint} ({self.status})"
