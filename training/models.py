@@ -22,6 +22,9 @@ DROP_REASONS: dict[str, str] = {
     "no_rated_step": "no rated first step",
     "no_outcome": "no verdict and a step unrated",
     "stale": "labels older than the steps",
+    "low_agreement": "under the agreement asked for",
+    "weak": "weaker than asked for",
+    "synthetic_cap": "synthetic past the share allowed",
     "gold": "gold",
 }
 
@@ -33,6 +36,9 @@ DROP_REASONS_WHY: dict[str, str] = {
     "no_rated_step": "the first step has no majority rating, so no labeled prefix is left",
     "no_outcome": "no verdict on the answer, and an unrated step may hide the error",
     "stale": "the labels were given before the solution was split into other steps",
+    "low_agreement": "fewer of the votes agree with the verdict than the minimum agreement set",
+    "weak": "the agreeing votes are weaker on average than the minimum strength set (or ungraded)",
+    "synthetic_cap": "a reply was generated, and the snapshot holds the share of such rows allowed already",
     "gold": "gold (honeypot) items check annotators and stay out of training data",
 }
 
