@@ -12,8 +12,8 @@ from synth.backends.base import Sampling
 from synth.models import Generation, SynthesisJob
 from synth.services import endpoint_backend, synthesis_job_create
 from tests.factories import UserFactory
-from training.models import DatasetSnapshot, TrainingJob
 from training.jobs import training_job_create
+from training.models import DatasetSnapshot, TrainingJob
 from training.services import snapshot_create, snapshot_path
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]

@@ -4,9 +4,9 @@ from django.core.exceptions import ValidationError
 from django.utils.html import format_html
 
 from annotate.admin import JobAdmin
+from training.jobs import training_job_check, training_job_start
 from training.ml.registry import METHODS
 from training.models import SNAPSHOT_CONTENT_FIELDS, DatasetSnapshot, TrainingJob
-from training.jobs import training_job_check, training_job_start
 
 
 @admin.register(DatasetSnapshot)

@@ -87,8 +87,8 @@ def demo_loop(*, setup: DemoSetup, say: Callable[[str], None], max_new_tokens: i
     from judges.services import judge_run_create, judge_run_execute
     from synth.backends.base import Sampling
     from synth.services import endpoint_backend, synthesis_job_create, synthesis_job_run
-    from training.models import DatasetSnapshot
     from training.jobs import training_job_create, training_job_run
+    from training.models import DatasetSnapshot
     from training.services import snapshot_create
 
     project, endpoint, judge = setup.project, setup.endpoint, setup.judge

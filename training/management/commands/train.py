@@ -5,9 +5,9 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotate.job_lifecycle import JobFailed, job_done_check
 from synth.models import ModelEndpoint
+from training.jobs import training_job_create, training_job_run
 from training.ml.registry import METHODS
 from training.models import DatasetSnapshot
-from training.jobs import training_job_create, training_job_run
 
 
 class Command(BaseCommand):
