@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.urls import reverse
 from django.utils.html import format_html
 
 from annotate.admin import JobAdmin
@@ -29,7 +30,7 @@ class TrainingJobForm(forms.ModelForm):
 
     class Meta:
         model = TrainingJob
-        fields = ["method", "base_endpoint", "snapshot", "hyperparameters"]
+        fields = ["method", "base_endpoint", "snapshot", "hyperparameters", "accelerate_config", "num_processes"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -42,8 +43,9 @@ class TrainingJobForm(forms.ModelForm):
         data = super().clean()
         if data.get("method") and data.get("snapshot") is not None and not self.errors.get("hyperparameters"):
             try:
-                data["hyperparameters"] = training_job_check(method=data["method"], snapshot=data["snapshot"],
-                                                             hyperparameters=data.get("hyperparameters"))
+                data["hyperparameters"] = training_job_check(
+                    method=data["method"], snapshot=data["snapshot"], hyperparameters=data.get("hyperparameters"),
+                    accelerate_config=data.get("accelerate_config") or "", num_processes=data.get("num_processes") or 1)
             except ValidationError as exc:
                 for field, messages_ in exc.message_dict.items():
                     self.add_error(field if field in self.fields else None, messages_)
@@ -56,11 +58,20 @@ class TrainingJobAdmin(JobAdmin):
     job can be retried (it resumes from its last checkpoint when its configuration is unchanged)."""
 
     list_display = ["id", "method", "base_endpoint", "snapshot", "status", "progress", "total", "final_loss",
-                    "result_endpoint"]
+                    "result_endpoint", "page_link"]
     list_filter = ["status", "method"]
+    list_select_related = ["base_endpoint", "snapshot", "result_endpoint"]
     form = TrainingJobForm
-    readonly_fields = ["metrics", "log_tail", "artifact_path", "result_endpoint"]
+    readonly_fields = ["page_link", "evaluation", "metrics", "log_tail", "artifact_path", "result_endpoint"]
     exclude = ["log"]
+
+    @admin.display(description="Page")
+    def page_link(self, obj):
+        """The job's page: its curves while it runs, its evaluation and endpoint once done."""
+        if obj.pk is None:
+            return "—"
+        url = reverse("training:job", args=[obj.snapshot.project_id, obj.pk])
+        return format_html('<a href="{}">Curves, log and evaluation</a>', url)
 
     @admin.display(description="Log (last lines)")
     def log_tail(self, obj):

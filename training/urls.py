@@ -1,7 +1,7 @@
 from django.urls import path
 
 import annotate.api_errors  # noqa: F401 (registers the <id:...> path converter)
-from training import api, api_diff, views
+from training import api, api_diff, api_jobs, views, views_jobs
 
 app_name = "training"
 urlpatterns = [
@@ -11,7 +11,19 @@ urlpatterns = [
          name="snapshot_download"),
     path("projects/<int:project_id>/datasets/<int:snapshot_id>/manifest/", views.snapshot_manifest_download,
          name="snapshot_manifest"),
+    path("projects/<int:project_id>/training/<int:job_id>/", views_jobs.job_page, name="job"),
+    path("projects/<int:project_id>/training/<int:job_id>/cancel/", views_jobs.job_action, {"action": "cancel"},
+         name="job_cancel"),
+    path("projects/<int:project_id>/training/<int:job_id>/retry/", views_jobs.job_action, {"action": "retry"},
+         name="job_retry"),
     # The API (JSON errors under /api/, as annotate.api_urls).
+    path("api/projects/<id:project_id>/training-jobs/", api_jobs.training_jobs, name="api_training_jobs"),
+    path("api/projects/<id:project_id>/training-jobs/<id:job_id>/", api_jobs.training_job_detail,
+         name="api_training_job"),
+    path("api/projects/<id:project_id>/training-jobs/<id:job_id>/cancel/", api_jobs.training_job_cancel_api,
+         name="api_training_job_cancel"),
+    path("api/projects/<id:project_id>/training-jobs/<id:job_id>/retry/", api_jobs.training_job_retry_api,
+         name="api_training_job_retry"),
     path("api/projects/<id:project_id>/snapshots/", api.snapshots, name="api_snapshots"),
     path("api/projects/<id:project_id>/snapshots/<id:snapshot_id>/manifest/", api.snapshot_manifest_api,
          name="api_snapshot_manifest"),
