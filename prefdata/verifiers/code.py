@@ -73,6 +73,7 @@ class CodeResult:
     stderr: str
     wall_s: float
     sandboxed: bool
+    marker: str = ""
 
     @property
     def pass_rate(self) -> float:
@@ -136,4 +137,5 @@ def code_verify(*, code: str, tests: str | Sequence[str], entry_point: str | Non
         reason = f"{passed_tests}/{len(sources)} tests passed: {_last_line(stderr)}".rstrip(": ")
     return CodeResult(passed=all_passed, passed_tests=passed_tests, total_tests=len(sources), reason=reason,
                       timed_out=run.timed_out, stdout=run.stdout.decode("utf-8", errors="replace"),
-                      stderr=stderr, wall_s=run.wall_s, sandboxed=run.sandboxed)
+                      stderr=stderr, wall_s=run.wall_s, sandboxed=run.sandboxed,
+                      marker=run.marker)

@@ -247,7 +247,7 @@ def _bwrap_args(*, tmpfs_bytes: int) -> list[str]:
     if not prefix.startswith("/usr/") and prefix != "/usr":
         args += ["--ro-bind", prefix, prefix]
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmpfs_bytes), "--tmpfs", "/tmp",
-             "--chdir", "/tmp"]
+             "--remount-ro", "/", "--chdir", "/tmp"]
     return args
 
 
