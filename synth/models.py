@@ -130,6 +130,12 @@ class Principle(models.Model):
 class SynthesisJob(Job):
     class Kind(models.TextChoices):
         PAIRS = "pairs", "Sample two completions per prompt and build pairs"
+        SAMPLING = "sampling", "Response sampling: N completions per prompt, pairs by a strategy"
+        SELF_INSTRUCT = "self_instruct", "Self-Instruct: new instructions from seed tasks"
+        EVOL_INSTRUCT = "evol_instruct", "Evol-Instruct: evolve prompts in depth and in breadth"
+        MAGPIE = "magpie", "Magpie: instructions drawn from a chat model's user-turn prefix"
+        CONSTITUTIONAL = "constitutional", "Constitutional critique and revision (SL-CAI)"
+        BEST_OF_N = "best_of_n", "Best-of-N rejection sampling with a reward model"
 
     task_name = "synth.tasks.synthesis_job_run_task"
     slug = "synthesis"
@@ -140,15 +146,81 @@ class SynthesisJob(Job):
     endpoint = models.ForeignKey(ModelEndpoint, on_delete=models.PROTECT, related_name="synthesis_jobs")
     kind = models.CharField(max_length=20, choices=Kind.choices, default=Kind.PAIRS)
     params = models.JSONField(default=dict, blank=True)
+    # The reward model of best-of-N and of scored pair strategies; the constitution of critique/revision.
+    scorer = models.ForeignKey(ModelEndpoint, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    constitution = models.ForeignKey(Constitution, null=True, blank=True, on_delete=models.PROTECT,
+                                     related_name="synthesis_jobs")
+    constitution_version = models.PositiveIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     cost = models.FloatField(default=0.0, help_text="Spent so far on a paid endpoint (currency units).")
+    estimated_cost = models.FloatField(null=True, blank=True,
+                                       help_text="At most this, by the estimate made before it started.")
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    seconds = models.FloatField(default=0.0, help_text="Time spent generating, over all its attempts.")
+    # What the job found: {"dedup": {...}, "filtered": {reason: count}, "diversity": {...},
+    # "best_of_n": [{"n", "mean_best", "kl_bound"}], "rows": {kind: count}}.
+    stats = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-id"]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+
+class SynthesisStep(models.Model):
+    """A unit of a job's work that is done (a prompt answered, a round of instructions), written in the
+    transaction that stores its rows: a job resumed after its worker died skips it, so nothing is stored
+    twice. The job's counters (``SynthesisJob.stats``) are updated in the same transaction."""
+
+    job = models.ForeignKey(SynthesisJob, on_delete=models.CASCADE, related_name="steps")
+    key = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["job", "key"], name="synthesis_step_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.job_id}:{self.key}"
+
+
+class SyntheticRow(models.Model):
+    """A row a synthesis job made, with its lineage: a new prompt (Self-Instruct, Evol-Instruct, Magpie),
+    an SFT row (a prompt and its target completion: best-of-N's best, a final revision, a Magpie answer),
+    or a preference pair (the pair item). ``depth`` is the generation depth: 1 for a row made from human
+    or imported data, one more than its deepest synthetic parent otherwise (model-collapse guard)."""
+
+    class Kind(models.TextChoices):
+        PROMPT = "prompt", "New prompt"
+        SFT = "sft", "SFT row (prompt, completion)"
+        PAIR = "pair", "Preference pair"
+
+    project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="synthetic_rows")
+    job = models.ForeignKey(SynthesisJob, on_delete=models.CASCADE, related_name="rows")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    prompt = models.ForeignKey("annotate.Prompt", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                               help_text="The new prompt; for an SFT row or a pair, the prompt it answers.")
+    pair_item = models.ForeignKey("annotate.PairItem", null=True, blank=True, on_delete=models.CASCADE,
+                                  related_name="+")
+    messages = models.JSONField(default=list, blank=True, help_text="SFT rows: the prompt conversation.")
+    completion = models.TextField(blank=True, help_text="SFT rows: the target completion.")
+    endpoint = models.ForeignKey(ModelEndpoint, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    params = models.JSONField(default=dict, blank=True)
+    # [{"prompt": id} | {"completion": id} | {"row": id}]: what it was made from.
+    parents = models.JSONField(default=list, blank=True)
+    depth = models.PositiveSmallIntegerField(default=1)
+    meta = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["project", "kind"], name="synthetic_row_project_kind")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.pk} of job {self.job_id}"
 
 
 class Generation(models.Model):
@@ -158,6 +230,10 @@ class Generation(models.Model):
     endpoint = models.ForeignKey(ModelEndpoint, null=True, on_delete=models.SET_NULL, related_name="generations")
     job = models.ForeignKey(SynthesisJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="generations")
     sampling = models.JSONField(default=dict)
+    # Lineage: what it was generated from ([{"prompt": id}, {"completion": id}...]) and its generation depth
+    # (1 from human or imported input; one more than its deepest synthetic parent otherwise).
+    parents = models.JSONField(default=list, blank=True)
+    depth = models.PositiveSmallIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -6,6 +6,7 @@ import logging
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from synth.backends.base import Backend, Sampling
 from synth.backends.loader import backend_load
 from synth.models import CachedResponse, Constitution, Generation, ModelEndpoint, SynthesisJob
 from synth.secrets import api_key_decrypt, api_key_encrypt, base_url_check, base_url_normalise
+from synth.selectors import prompt_depths
 
 log = logging.getLogger(__name__)
 
@@ -261,39 +263,139 @@ class Spending:
                 f"per run, then retry to go on.")
 
 
-def synthesis_job_create(*, project: Project, endpoint: ModelEndpoint, max_new_tokens: int = 64,
-                         temperature: float = 0.8, top_p: float = 0.95, seed: int | None = 0,
-                         batch_size: int = 8, start: bool = True, user: AbstractBaseUser | None = None) -> SynthesisJob:
-    """A generation job, queued unless ``start`` is False. With ``user`` (a person asking, not the platform),
-    they need the researcher's permission and the endpoint must be open to them and the project."""
+def synthesis_job_create(*, project: Project, endpoint: ModelEndpoint, kind: str = SynthesisJob.Kind.PAIRS,
+                         params: dict | None = None, scorer: ModelEndpoint | None = None,
+                         constitution: Constitution | None = None, max_new_tokens: int | None = None,
+                         temperature: float | None = None, top_p: float | None = None, seed: int | None = 0,
+                         batch_size: int | None = None, start: bool = True, confirm_cost: bool = True,
+                         user: AbstractBaseUser | None = None) -> SynthesisJob:
+    """A synthesis job of ``kind`` (``SynthesisJob.Kind``), queued unless ``start`` is False.
+
+    ``params`` are checked against the kind's table (``synth.synthesis_params``): ValidationError naming the
+    field. The sampling keywords are a shorthand for the same params. With ``user`` (a person asking, not the
+    platform), they need the researcher's permission and every endpoint must be open to them and the
+    project. On a paid endpoint the cost is estimated first; a person must confirm it (``confirm_cost``)
+    before the job is made, and the endpoint's cap and the job's ``max_cost`` stop it while it runs.
+    """
+    from synth.synthesis_params import LOCAL_ONLY, NEEDS_CONSTITUTION, NEEDS_SCORER, params_clean, strategy_needs_scorer
+
     if user is not None:
         permission_require(user=user, permission=job_start_permission(SynthesisJob), doing="start generation")
-    endpoint_use_check(endpoint=endpoint, project=project, user=user)
-    params = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p, "seed": seed,
-              "batch_size": batch_size}
-    job = SynthesisJob.objects.create(project=project, endpoint=endpoint, params=params, created_by=user,
-                                      total=project.prompts.count())
+    shorthand = {"max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+                 "batch_size": batch_size}
+    params = {**{k: v for k, v in shorthand.items() if v is not None}, **(params or {})}
+    if "seed" not in params:
+        params["seed"] = seed
+    params = params_clean(kind, params)
+    endpoints = [endpoint, *_endpoints_named(params.get("extra_endpoints") or [])]
+    for one in endpoints:
+        endpoint_use_check(endpoint=one, project=project, user=user)
+        if one.kind in (ModelEndpoint.Kind.SCORER, ModelEndpoint.Kind.STEP_SCORER):
+            raise ValidationError({"endpoint": f"endpoint: {one.name!r} is a reward model; it cannot generate"})
+    if kind in NEEDS_SCORER or strategy_needs_scorer(params):
+        if scorer is None:
+            raise ValidationError({"scorer": f"scorer: a {params.get('strategy') or kind} job needs a reward model"})
+    if scorer is not None:
+        if scorer.kind != ModelEndpoint.Kind.SCORER:
+            raise ValidationError({"scorer": f"scorer: {scorer.name!r} is not a reward model (kind scorer)"})
+        endpoint_use_check(endpoint=scorer, project=project, user=user)
+    if kind in NEEDS_CONSTITUTION:
+        if constitution is None:
+            raise ValidationError({"constitution": "constitution: a constitutional job needs a constitution"})
+        if not constitution.principles.exists():
+            raise ValidationError({"constitution": f"constitution: {constitution} has no principle"})
+    if kind in LOCAL_ONLY and endpoint.kind not in (ModelEndpoint.Kind.TRANSFORMERS, ModelEndpoint.Kind.GGUF):
+        raise ValidationError({"endpoint": f"endpoint: {kind} needs a local model with a chat template, and "
+                                           f"{endpoint.name!r} is an HTTP server"})
+    last = project.prompts.order_by("-id").values_list("id", flat=True).first() or 0
+    if kind != SynthesisJob.Kind.PAIRS:
+        params["_upto_prompt"] = last
+    estimate = synthesis_cost_estimate(project=project, endpoints=endpoints, kind=kind, params=params)
+    if estimate["cost"] > 0 and not confirm_cost:
+        raise ValidationError({"confirm_cost": f"confirm_cost: this run may cost up to {estimate['cost']:.4g} "
+                                               f"({estimate['calls']} requests, about {estimate['prompt_tokens']} "
+                                               f"prompt and {estimate['completion_tokens']} completion tokens); "
+                                               f"confirm to start it"})
+    total = estimate["units"]
+    job = SynthesisJob.objects.create(project=project, endpoint=endpoint, kind=kind, params=params, created_by=user,
+                                      total=total, scorer=scorer, constitution=constitution,
+                                      constitution_version=constitution.version if constitution else None,
+                                      estimated_cost=estimate["cost"] if estimate["cost"] > 0 else None)
     if start:
         job_queue(job)
     return job
 
 
-def synthesis_job_run(*, job_id: int) -> SynthesisJob | None:
-    """Sample two completions per prompt and make a pair of them, under the job's lease.
+def _endpoints_named(ids: list[int]) -> list[ModelEndpoint]:
+    found = {e.pk: e for e in ModelEndpoint.objects.filter(pk__in=ids)}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        raise ValidationError({"extra_endpoints": f"extra_endpoints: no endpoint {missing[0]}"})
+    return [found[i] for i in ids]
 
-    Resumable: prompts that already have a pair from this job are skipped, so a job resumed after its
-    worker stopped (or retried) goes on where it was; a second delivery while it runs does nothing.
+
+# Tokens of the instructions that wrap a prompt (Evol-Instruct, Self-Instruct, critique and revision).
+_TEMPLATE_TOKENS = 250
+
+
+def synthesis_cost_estimate(*, project: Project, endpoints: list[ModelEndpoint], kind: str, params: dict) -> dict:
+    """The most a job may cost before it starts: requests, tokens (prompts at about 4 characters a token,
+    every completion at ``max_new_tokens``) and cost on each paid endpoint; ``units`` is the job's total
+    (prompts to answer, or instructions to make)."""
+    prompts = project.prompts.all()
+    if kind == SynthesisJob.Kind.PAIRS or not params.get("max_prompts"):
+        count = prompts.count()
+    else:
+        count = min(prompts.count(), params["max_prompts"])
+    sample = list(prompts.order_by("id").values_list("messages", flat=True)[:200])
+    prompt_tokens = int(sum(len(str(m)) for m in sample) / max(len(sample), 1) / 4) + 8
+    out = params["max_new_tokens"]
+    n = params.get("n", 2 if kind == SynthesisJob.Kind.PAIRS else 1)
+    rounds = params.get("rounds", 1)
+    if kind in (SynthesisJob.Kind.PAIRS, SynthesisJob.Kind.SAMPLING, SynthesisJob.Kind.BEST_OF_N):
+        calls, units, per_call = count * n, count, prompt_tokens
+    elif kind == SynthesisJob.Kind.CONSTITUTIONAL:
+        calls, units, per_call = count * (1 + 2 * rounds), count, prompt_tokens + _TEMPLATE_TOKENS + 2 * out
+    elif kind == SynthesisJob.Kind.EVOL_INSTRUCT:
+        calls, units = count * rounds * (2 if params["answer"] else 1), count
+        per_call = prompt_tokens + _TEMPLATE_TOKENS
+    elif kind == SynthesisJob.Kind.SELF_INSTRUCT:
+        calls, units = params["max_rounds"] * params["batch_size"], params["num_instructions"]
+        per_call = _TEMPLATE_TOKENS + params["examples"] * 30
+    else:  # magpie
+        calls = params["max_rounds"] * params["batch_size"] * (2 if params["answer"] else 1)
+        units = params["num_instructions"]
+        per_call = 30
+    cost = sum(endpoint_cost(endpoint=e, prompt_tokens=calls * per_call, completion_tokens=calls * out)
+               for e in endpoints)
+    return {"calls": calls * len(endpoints), "prompt_tokens": calls * per_call * len(endpoints),
+            "completion_tokens": calls * out * len(endpoints), "cost": round(cost, 6), "units": units}
+
+
+def synthesis_job_run(*, job_id: int) -> SynthesisJob | None:
+    """Run a synthesis job under its lease: the kind's pipeline (``synth.pipelines``), or for the first
+    kind, two completions per prompt made a pair.
+
+    Resumable: the units of work already stored are skipped, so a job resumed after its worker stopped (or
+    retried) goes on where it was; a second delivery while it runs does nothing.
     """
-    return job_run(model=SynthesisJob, job_id=job_id, work=_synthesis_work, related=("endpoint", "project"))
+    return job_run(model=SynthesisJob, job_id=job_id, work=_synthesis_work,
+                   related=("endpoint", "project", "scorer", "constitution"))
 
 
 def _synthesis_work(job: SynthesisJob, ctx: JobContext) -> None:
-    params = dict(job.params)
-    batch_size = int(params.pop("batch_size", 8))
+    if job.kind != SynthesisJob.Kind.PAIRS:
+        from synth.pipelines import pipeline_work
+
+        return pipeline_work(job, ctx)
+    params = {k: v for k, v in job.params.items() if k in ("max_new_tokens", "temperature", "top_p", "seed")}
+    batch_size = int(job.params.get("batch_size", 8))
+    system = job.params.get("system_prompt") or ""
     sampling = Sampling(n=2, batch_size=batch_size * 2, **params)
     done_prompts = set(Generation.objects.filter(job=job).values_list("completion__prompt_id", flat=True))
     todo = list(Prompt.objects.filter(project=job.project).exclude(pk__in=done_prompts).order_by("id"))
     done, total = len(done_prompts), len(done_prompts) + len(todo)
+    depths = prompt_depths(prompt_ids=[p.pk for p in todo])
     ctx.progress(done, total)
     backend = endpoint_backend(endpoint=job.endpoint)
     spending = Spending(endpoint=job.endpoint, backend=backend, spent=job.cost)
@@ -301,7 +403,13 @@ def _synthesis_work(job: SynthesisJob, ctx: JobContext) -> None:
         ctx.check()
         spending.check()
         batch = todo[start : start + batch_size]
-        replies = backend.generate([p.messages for p in batch], sampling)
+        began, paid = time.monotonic(), backend_tokens(backend)
+        conversations = [([{"role": "system", "content": system}] if system else []) + p.messages for p in batch]
+        replies = backend.generate(conversations, sampling)
+        count = getattr(backend, "count_tokens", None)
+        tokens = count(conversations, replies) if count is not None else (0, 0)
+        now_paid = backend_tokens(backend)
+        tokens = (tokens[0] + now_paid[0] - paid[0], tokens[1] + now_paid[1] - paid[1])
         with transaction.atomic():
             for prompt, (text_a, text_b) in zip(batch, replies, strict=True):
                 made = [
@@ -311,10 +419,14 @@ def _synthesis_work(job: SynthesisJob, ctx: JobContext) -> None:
                     for text in (text_a, text_b)
                 ]
                 Generation.objects.bulk_create(
-                    [Generation(completion=c, endpoint=job.endpoint, job=job, sampling=c.sampling) for c in made]
+                    [Generation(completion=c, endpoint=job.endpoint, job=job, sampling=c.sampling,
+                                parents=[{"prompt": prompt.pk}], depth=depths.get(prompt.pk, 0) + 1) for c in made]
                 )
                 pair_item_create(prompt=prompt, completion_a=made[0], completion_b=made[1])
-            SynthesisJob.objects.filter(pk=job.pk).update(cost=spending.batch_done())
+            SynthesisJob.objects.filter(pk=job.pk).update(
+                cost=spending.batch_done(), prompt_tokens=F("prompt_tokens") + tokens[0],
+                completion_tokens=F("completion_tokens") + tokens[1],
+                seconds=F("seconds") + time.monotonic() - began)
         done += len(batch)
         ctx.progress(done, total)
 

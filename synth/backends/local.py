@@ -48,8 +48,26 @@ class TransformersBackend:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def generate(self, conversations: list[Conversation], sampling: Sampling) -> list[list[str]]:
+        return self._generate_ids([self._prompt_ids(c) for c in conversations], sampling)
+
+    def render_chat(self, messages: Conversation) -> str:
+        """The chat template applied to ``messages``, without a generation prompt (Magpie cuts it)."""
+        return self.tokenizer.apply_chat_template(messages, tokenize=False)
+
+    def generate_text(self, prefixes: list[str], sampling: Sampling) -> list[list[str]]:
+        """Continuations of raw text (no chat template applied): Magpie gives the user-turn prefix only."""
+        return self._generate_ids([self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prefixes],
+                                  sampling)
+
+    def count_tokens(self, conversations: list[Conversation], replies: list[list[str]]) -> tuple[int, int]:
+        """(prompt, completion) tokens of a generate call: what a local run records in place of a bill."""
+        prompt = sum(len(self._prompt_ids(c)) * len(r) for c, r in zip(conversations, replies, strict=True))
+        completion = sum(len(self.tokenizer(t, add_special_tokens=False)["input_ids"]) for r in replies for t in r)
+        return prompt, completion
+
+    def _generate_ids(self, prompt_ids: list[list[int]], sampling: Sampling) -> list[list[str]]:
         torch = self.torch
-        prompts = [self._prompt_ids(c) for c in conversations for _ in range(sampling.n)]
+        prompts = [ids for ids in prompt_ids for _ in range(sampling.n)]
         outputs: list[str] = []
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
