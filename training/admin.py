@@ -34,10 +34,15 @@ class TrainingJobForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        if "num_processes" in self.fields:
+            self.fields["num_processes"].required = False
         if "hyperparameters" in self.fields:
             self.fields["hyperparameters"].help_text = (
                 "Only what differs from the defaults. " + " ".join(
                     f"{m.label} ({m.consumes} snapshots): {m.help()}." for m in METHODS.values()))
+
+    def clean_num_processes(self):
+        return self.cleaned_data.get("num_processes") or 1  # left empty: one process
 
     def clean(self):
         data = super().clean()

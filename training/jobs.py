@@ -301,8 +301,9 @@ def _subprocess_run(job: TrainingJob, ctx: JobContext, command: list[str], *, na
         fields: dict = {}
         if log_new:
             job.log = fields["log"] = head + "".join(lines)
-        if metrics_new:
+        if metrics_new:  # with the step they reached, which the heartbeat would write only later
             job.metrics = fields["metrics"] = list(metrics)
+            fields["progress"] = ctx.done
         if fields:
             TrainingJob.objects.filter(pk=job.pk).update(**fields)
         log_new = metrics_new = False
