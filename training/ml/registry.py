@@ -8,10 +8,17 @@ rest comes from the method's config dataclass, whose defaults are the script's o
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 from training.ml.dpo import DPOScriptConfig
+from training.ml.kto import KTOScriptConfig
+from training.ml.orpo import ORPOScriptConfig
+from training.ml.prm import PRMScriptConfig
+from training.ml.reward import RewardScriptConfig
+from training.ml.sft import SFTScriptConfig
+from training.ml.simpo import SimPOScriptConfig
 
 # Config fields the platform sets for every job (the snapshot file, the base model, the output).
 PATH_FIELDS = ("dataset", "model", "output_dir")
@@ -48,8 +55,11 @@ class Method:
                 problems.append(f"{name}: not a {self.label} hyper-parameter (known: {', '.join(sorted(known))})")
                 continue
             types = _TYPES.get(str(field.type), (object,))
+            allowed = field.metadata.get("choices")
             if not isinstance(value, types) or (bool not in types and isinstance(value, bool)):
                 problems.append(f"{name}: expected {field.type}, got {value!r}")
+            elif allowed and value not in allowed:
+                problems.append(f"{name}: expected one of {', '.join(allowed)}, got {value!r}")
         if problems:
             raise ValueError("; ".join(problems))
         return dict(values)
@@ -64,8 +74,23 @@ class Method:
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("sft", "SFT", "training.ml.sft", "sft", SFTScriptConfig,
+           "Supervised fine-tuning on demonstrations (TRL SFTTrainer)"),
+    Method("reward", "Reward model", "training.ml.reward", "preference", RewardScriptConfig,
+           "Bradley-Terry reward model (Ouyang et al. 2022, arXiv:2203.02155; TRL RewardTrainer)"),
+    Method("prm", "Process reward model", "training.ml.prm", "stepwise", PRMScriptConfig,
+           "Lightman et al. 2023, Let's Verify Step by Step, arXiv:2305.20050; Wang et al. 2023, Math-Shepherd, "
+           "arXiv:2312.08935"),
     Method("dpo", "DPO", "training.ml.dpo", "preference", DPOScriptConfig,
            "Rafailov et al. 2023, Direct Preference Optimization, arXiv:2305.18290"),
+    Method("kto", "KTO", "training.ml.kto", "unpaired", KTOScriptConfig,
+           "Ethayarajh et al. 2024, KTO: Model Alignment as Prospect Theoretic Optimization, arXiv:2402.01306"),
+    Method("orpo", "ORPO (experimental)", "training.ml.orpo", "preference", ORPOScriptConfig,
+           "Hong et al. 2024, ORPO: Monolithic Preference Optimization without Reference Model, "
+           "arXiv:2403.07691 (trl.experimental)"),
+    Method("simpo", "SimPO (experimental)", "training.ml.simpo", "preference", SimPOScriptConfig,
+           "Meng et al. 2024, SimPO: Simple Preference Optimization with a Reference-Free Reward, "
+           "arXiv:2405.14734 (TRL's CPOTrainer, trl.experimental)"),
 )}
 
 
@@ -78,3 +103,18 @@ def method_get(name: str) -> Method:
 
 def method_choices() -> list[tuple[str, str]]:
     return [(m.name, m.label) for m in METHODS.values()]
+
+
+def launch_command(method: Method | str, config_path: str, *, accelerate_config: str = "",
+                   num_processes: int = 1) -> list[str]:
+    """The command a worker runs for a job: the method's script on its config file, or, given an accelerate
+    (or DeepSpeed, through accelerate) config file, the same script under ``accelerate launch`` on
+    ``num_processes`` processes (one per GPU)."""
+    script = (method_get(method) if isinstance(method, str) else method).script
+    command = [sys.executable, "-m", script, "--config", str(config_path)]
+    if not accelerate_config:
+        return command
+    if num_processes < 1:
+        raise ValueError(f"num_processes: expected at least 1, got {num_processes}")
+    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
+            "--num_processes", str(num_processes), *command[1:]]
