@@ -1,17 +1,23 @@
-"""The API of model endpoints: what each serves and supports, and a check of its connection."""
+"""The API of model endpoints (what each serves and supports, a check of its connection) and of synthesis
+jobs of every kind."""
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
+from django.http import Http404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.decorators import api_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from annotate.roles import permission_require
-from synth.models import ModelEndpoint
-from synth.selectors import endpoint_get_for_user, endpoints_for_user
-from synth.services import endpoint_check, endpoint_supports_text
+from annotate.api_errors import ID_MAX
+from annotate.models import Membership
+from annotate.roles import job_start_permission, permission_require
+from annotate.selectors import project_get_for_user
+from synth.models import Constitution, ModelEndpoint, SynthesisJob
+from synth.selectors import endpoint_get_for_user, endpoints_for_user, endpoints_usable, synthesis_jobs_for_project
+from synth.services import endpoint_check, endpoint_supports_text, synthesis_job_create
 
 
 class EndpointSerializer(serializers.ModelSerializer):
@@ -53,3 +59,77 @@ def endpoint_check_api(request: Request, endpoint_id: int) -> Response:
     endpoint = endpoint_get_for_user(user=request.user, endpoint_id=endpoint_id)
     permission_require(user=request.user, permission="synth.change_modelendpoint", doing="check endpoints")
     return Response(EndpointSerializer(endpoint_check(endpoint=endpoint)).data)
+
+
+class SynthesisJobSerializer(serializers.ModelSerializer):
+    endpoint = serializers.CharField(source="endpoint.name", read_only=True)
+    scorer = serializers.CharField(source="scorer.name", read_only=True, default=None)
+    params = serializers.JSONField(help_text="The job's parameters, defaults filled in (see the kind's form).")
+    stats = serializers.JSONField(help_text='What it found: {"counts": {...}, "diversity": {"distinct_1", '
+                                            '"distinct_2", "self_bleu"}, "best_of_n": [{"n", "mean_best", '
+                                            '"kl_bound"}], "rows": {...}}.')
+
+    class Meta:
+        model = SynthesisJob
+        fields = ["id", "kind", "status", "progress", "total", "error", "endpoint", "scorer", "constitution",
+                  "constitution_version", "params", "cost", "estimated_cost", "prompt_tokens", "completion_tokens",
+                  "seconds", "stats", "attempt", "created_at", "started_at", "finished_at"]
+        read_only_fields = fields
+
+
+class SynthesisJobCreateSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=SynthesisJob.Kind.choices, default=SynthesisJob.Kind.PAIRS)
+    endpoint = serializers.IntegerField(min_value=1, max_value=ID_MAX, help_text="The generating endpoint's id.")
+    scorer = serializers.IntegerField(min_value=1, max_value=ID_MAX, required=False, allow_null=True,
+                                      help_text="A reward-model endpoint's id (best-of-N, scored pair strategies).")
+    constitution = serializers.IntegerField(min_value=1, max_value=ID_MAX, required=False, allow_null=True,
+                                            help_text="The constitution's id (constitutional jobs).")
+    params = serializers.DictField(required=False, default=dict,
+                                   help_text="The kind's parameters; each left out takes its default.")
+    confirm_cost = serializers.BooleanField(default=False, help_text="Start a paid run at its estimated cost "
+                                                                     "(else a 400 says the estimate).")
+
+
+@extend_schema(methods=["GET"], responses=SynthesisJobSerializer(many=True))
+@extend_schema(methods=["POST"], request=SynthesisJobCreateSerializer, responses={201: SynthesisJobSerializer})
+@api_view(["GET", "POST"])
+def synthesis_jobs(request: Request, project_id: int) -> Response:
+    """Researchers of the project: its synthesis jobs, newest first (GET), or a new one of any kind (POST; needs
+    the researcher's permission to start jobs). Params are checked per kind: 400 naming the field."""
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    if request.method == "GET":
+        return Response(SynthesisJobSerializer(synthesis_jobs_for_project(project=project)[:200], many=True).data)
+    permission_require(user=request.user, permission=job_start_permission(SynthesisJob), doing="start generation")
+    data = SynthesisJobCreateSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    usable = endpoints_usable(project=project, user=request.user)
+
+    def endpoint_of(field: str) -> ModelEndpoint | None:
+        pk = data.validated_data.get(field)
+        if pk is None:
+            return None
+        found = usable.filter(pk=pk).first()
+        if found is None:
+            raise ValidationError({field: f"{field}: no endpoint {pk} you may use for this project"})
+        return found
+
+    constitution = None
+    if data.validated_data.get("constitution") is not None:
+        constitution = Constitution.objects.filter(pk=data.validated_data["constitution"]).first()
+        if constitution is None:
+            raise ValidationError({"constitution": "constitution: no such constitution"})
+    job = synthesis_job_create(project=project, endpoint=endpoint_of("endpoint"), kind=data.validated_data["kind"],
+                               scorer=endpoint_of("scorer"), constitution=constitution,
+                               params=data.validated_data["params"],
+                               confirm_cost=data.validated_data["confirm_cost"], user=request.user)
+    return Response(SynthesisJobSerializer(job).data, status=201)
+
+
+@extend_schema(responses=SynthesisJobSerializer)
+@api_view(["GET"])
+def synthesis_job_detail(request: Request, project_id: int, job_id: int) -> Response:
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    job = synthesis_jobs_for_project(project=project).filter(pk=job_id).first()
+    if job is None:
+        raise Http404("No such job.")
+    return Response(SynthesisJobSerializer(job).data)

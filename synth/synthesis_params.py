@@ -4,11 +4,13 @@ that validates a job's params (service and API, errors naming the field) and bui
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from django.core.exceptions import ValidationError
 
+from annotate.api_errors import ID_MAX
 from prefdata.synthetic.evol_instruct import METHODS
 from prefdata.synthetic.pairs import SCORED, STRATEGIES
 
@@ -105,19 +107,23 @@ def _one(param: Param, value: object) -> object:
             if isinstance(value, bool):
                 raise ValueError
             value = float(value)
+            if not math.isfinite(value):
+                raise ValueError
         elif param.type == "bool":
             if not isinstance(value, bool):
                 raise ValueError
         elif param.type in ("str", "choice"):
-            if not isinstance(value, str):
+            if not isinstance(value, str) or "\x00" in value:
                 raise ValueError
         elif param.type == "texts":
             if isinstance(value, str):
                 value = [line.strip() for line in value.splitlines() if line.strip()]
-            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() and "\x00" not in v
+                                                      for v in value):
                 raise ValueError
         elif param.type == "ids":
-            if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                      and 1 <= v <= ID_MAX for v in value):
                 raise ValueError
         elif param.type == "choices":
             if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):

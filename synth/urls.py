@@ -5,5 +5,6 @@ from synth import views
 app_name = "synth"
 urlpatterns = [
     path("projects/<int:project_id>/synthesis/", views.jobs, name="jobs"),
+    path("projects/<int:project_id>/synthesis/<int:job_id>/", views.job_detail, name="job_detail"),
     path("endpoints/", views.endpoints, name="endpoints"),
 ]

@@ -11,36 +11,158 @@ from django.views.decorators.http import require_http_methods
 from annotate.models import Membership, Project
 from annotate.roles import job_start_permission, permission_require
 from annotate.selectors import project_get_for_user
-from synth.models import ModelEndpoint, SynthesisJob
-from synth.selectors import endpoint_get_for_user, endpoints_for_user, endpoints_usable
+from synth.models import Constitution, ModelEndpoint, SynthesisJob, SyntheticRow
+from synth.selectors import (
+    endpoint_get_for_user,
+    endpoints_for_user,
+    endpoints_usable,
+    synthesis_jobs_for_project,
+    synthetic_share,
+)
 from synth.services import endpoint_check, endpoint_supports_text, synthesis_job_create
+from synth.synthesis_params import PARAMS, Param
+
+GENERATORS = (ModelEndpoint.Kind.TRANSFORMERS, ModelEndpoint.Kind.GGUF, ModelEndpoint.Kind.OPENAI)
 
 
 class SynthesisForm(forms.Form):
-    endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.none())
-    max_new_tokens = forms.IntegerField(min_value=1, max_value=4096, initial=64)
-    temperature = forms.FloatField(min_value=0, max_value=2, initial=0.8)
+    """A job of one kind: the endpoint, the kind's reward model or constitution where it takes one, and the
+    kind's params (``synth.synthesis_params``), each with its help text. Field names are the params' own
+    (the service names them in its errors); ids carry the kind, since the page shows a form per kind."""
 
-    def __init__(self, *args, project: Project, user, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fields["endpoint"].queryset = endpoints_usable(project=project, user=user)
+    kind = forms.CharField(widget=forms.HiddenInput, required=False)
+    endpoint = forms.ModelChoiceField(queryset=ModelEndpoint.objects.none(), help_text="The model that generates.")
+
+    def __init__(self, *args, kind: str, project: Project, user, **kwargs):
+        super().__init__(*args, auto_id=f"id_{kind}_%s", initial={"kind": kind}, **kwargs)
+        self.kind = kind
+        usable = endpoints_usable(project=project, user=user)
+        self.fields["endpoint"].queryset = usable.filter(kind__in=GENERATORS)
+        if kind in ("sampling", "best_of_n"):
+            self.fields["scorer"] = forms.ModelChoiceField(
+                queryset=usable.filter(kind=ModelEndpoint.Kind.SCORER), required=kind == "best_of_n",
+                help_text="A reward model that scores each sample" + (" (needed by the scored strategies)."
+                                                                       if kind == "sampling" else "."))
+        if kind == "constitutional":
+            self.fields["constitution"] = forms.ModelChoiceField(
+                queryset=Constitution.objects.all(), help_text="Its principles drive the critiques and revisions.")
+        for param in PARAMS[kind]:
+            if param.name in ("max_new_tokens", "temperature") or kind != "pairs":
+                self.fields[param.name] = _param_field(param, usable)
+        self.fields["confirm_cost"] = forms.BooleanField(
+            required=False, label="Confirm the cost",
+            help_text="On a paid endpoint the run's cost is estimated first: tick to start it at that cost.")
+
+    def service_kwargs(self) -> dict:
+        data = dict(self.cleaned_data)
+        params = {}
+        for param in PARAMS[self.kind]:
+            if param.name in data:
+                value = data.pop(param.name)
+                if param.type == "ids":
+                    value = [e.pk for e in value]
+                if value is not None or param.nullable:
+                    params[param.name] = value
+        return {"kind": self.kind, "endpoint": data["endpoint"], "scorer": data.get("scorer"),
+                "constitution": data.get("constitution"), "confirm_cost": data.get("confirm_cost", False),
+                "params": params}
+
+
+def _param_field(param: Param, endpoints) -> forms.Field:
+    common = {"help_text": param.help, "label": param.name.replace("_", " ").capitalize()}
+    if param.type == "int":
+        return forms.IntegerField(min_value=param.min, max_value=param.max, initial=param.default,
+                                  required=not param.nullable, **common)
+    if param.type == "float":
+        return forms.FloatField(min_value=param.min, max_value=param.max, initial=param.default,
+                                required=not param.nullable, **common)
+    if param.type == "bool":
+        return forms.BooleanField(initial=param.default, required=False, **common)
+    if param.type == "choice":
+        return forms.ChoiceField(choices=[(c, c.replace("_", " ")) for c in param.choices], initial=param.default,
+                                 **common)
+    if param.type == "choices":
+        return forms.MultipleChoiceField(choices=[(c, c.replace("_", " ")) for c in param.choices],
+                                         initial=param.default, widget=forms.CheckboxSelectMultiple, **common)
+    if param.type == "ids":
+        return forms.ModelMultipleChoiceField(queryset=endpoints.filter(kind__in=GENERATORS), required=False,
+                                              **common)
+    if param.type == "texts":
+        return forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False, **common)
+    return forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), required=False, **common)
 
 
 @login_required
 def jobs(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Researchers: a form per kind of synthesis job, and the project's jobs with their progress, tokens,
+    cost, what was filtered or removed as a duplicate, and the diversity of what they made."""
     project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
-    form = SynthesisForm(request.POST or None, project=project, user=request.user)
-    if request.method == "POST" and form.is_valid():
-        job = synthesis_job_create(project=project, endpoint=form.cleaned_data["endpoint"],
-                                   max_new_tokens=form.cleaned_data["max_new_tokens"],
-                                   temperature=form.cleaned_data["temperature"], user=request.user)
-        messages.success(request, f"Queued job #{job.pk}: two completions for each of {job.total} prompts.")
-        return redirect("synth:jobs", project_id=project.pk)
-    job_list = SynthesisJob.objects.filter(project=project).select_related("endpoint")[:50]
+    posted = request.POST.get("kind", SynthesisJob.Kind.PAIRS) if request.method == "POST" else None
+    if posted is not None and posted not in PARAMS:
+        raise Http404("No such kind of job.")
+    forms_by_kind = {kind: SynthesisForm(request.POST if kind == posted else None, kind=kind, project=project,
+                                         user=request.user) for kind in PARAMS}
+    if posted is not None:
+        form = forms_by_kind[posted]
+        if form.is_valid():
+            try:
+                job = synthesis_job_create(project=project, user=request.user, **form.service_kwargs())
+            except ValidationError as exc:
+                for field, errors in exc.message_dict.items():
+                    form.add_error(field if field in form.fields else None, errors)
+            else:
+                messages.success(request, f"Queued job #{job.pk}: {job.get_kind_display().lower()} "
+                                          f"({job.total} to do).")
+                return redirect("synth:jobs", project_id=project.pk)
+    job_list = list(synthesis_jobs_for_project(project=project)[:50])
     active = any(j.status in (SynthesisJob.Status.QUEUED, SynthesisJob.Status.RUNNING) for j in job_list)
-    context = {"project": project, "form": form, "jobs": job_list, "active": active,
-               "can_start": request.user.has_perm(job_start_permission(SynthesisJob))}
+    kinds = [(kind, SynthesisJob.Kind(kind).label, forms_by_kind[kind]) for kind in PARAMS]
+    context = {"project": project, "kinds": kinds, "posted": posted or "", "jobs": job_list, "active": active,
+               "can_start": request.user.has_perm(job_start_permission(SynthesisJob)),
+               "share": synthetic_share(project=project)}
     return render(request, "synth/jobs.html#jobs" if request.htmx else "synth/jobs.html", context)
+
+
+@login_required
+def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse:
+    """Researchers: one synthesis job: its params, counts, diversity, the best-of-N curve with the KL bound
+    (inline SVG), and a sample of the rows it made (model text, escaped)."""
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    job = synthesis_jobs_for_project(project=project).filter(pk=job_id).first()
+    if job is None:
+        raise Http404("No such job.")
+    rows = SyntheticRow.objects.filter(job=job).select_related("prompt").order_by("id")[:20]
+    context = {"project": project, "job": job, "rows": rows, "counts": sorted((job.stats.get("counts") or {}).items()),
+               "curve": curve_svg(job.stats.get("best_of_n") or []),
+               "params": sorted((k, v) for k, v in job.params.items() if not k.startswith("_"))}
+    return render(request, "synth/job_detail.html", context)
+
+
+def curve_svg(curve: list[dict], *, width: int = 420, height: int = 220, pad: int = 36) -> dict | None:
+    """The best-of-N curve and its KL bound as SVG polylines on two y scales (score left, nats right):
+    {"score", "kl", "ticks", ...} of numbers only, for the template to draw. None without a curve."""
+    if not curve:
+        return None
+    ns = [p["n"] for p in curve]
+    scores = [p["mean_best"] for p in curve]
+    kls = [p["kl_bound"] for p in curve]
+    low, high = min(scores), max(scores)
+    span = (high - low) or 1.0
+    kl_high = max(kls) or 1.0
+    n_span = (max(ns) - 1) or 1
+
+    def x(n: int) -> float:
+        return round(pad + (n - 1) / n_span * (width - 2 * pad), 1)
+
+    def y(value: float, lo: float, hi: float) -> float:
+        return round(height - pad - (value - lo) / (hi - lo) * (height - 2 * pad), 1)
+
+    return {"width": width, "height": height, "pad": pad, "bottom": height - pad, "right": width - pad,
+            "score": " ".join(f"{x(n)},{y(s, low, low + span)}" for n, s in zip(ns, scores, strict=True)),
+            "kl": " ".join(f"{x(n)},{y(k, 0.0, kl_high)}" for n, k in zip(ns, kls, strict=True)),
+            "points": [{"x": x(n), "y": y(s, low, low + span), "n": n, "score": round(s, 4), "kl": round(k, 4)}
+                       for n, s, k in zip(ns, scores, kls, strict=True)],
+            "low": round(low, 3), "high": round(high, 3), "kl_high": round(kl_high, 3), "n_max": max(ns)}
 
 
 @login_required
