@@ -8,10 +8,10 @@ from django.urls import reverse
 
 from synth.models import ModelEndpoint
 from tests.factories import ProjectFactory, UserFactory
+from training.jobs import training_job_create
 from training.ml.dpo import DPOScriptConfig
 from training.ml.registry import METHODS, PATH_FIELDS, method_get
 from training.models import DatasetSnapshot, TrainingJob
-from training.jobs import training_job_create
 
 pytestmark = pytest.mark.django_db
 
@@ -86,3 +86,32 @@ def test_the_admin_refuses_a_snapshot_of_the_wrong_kind(client, endpoint):
     assert not TrainingJob.objects.exists()
     page = client.get(reverse("admin:training_trainingjob_add")).content.decode()
     assert "beta (0.1)" in page  # the defaults are shown where the hyper-parameters are typed
+
+
+@pytest.mark.parametrize("method, fmt", [("sft", "sft"), ("reward", "preference"), ("prm", "stepwise"),
+                                         ("kto", "unpaired"), ("kto", "outcome"), ("orpo", "preference"),
+                                         ("simpo", "preference")])
+def test_each_method_takes_a_snapshot_of_its_record_kind_and_refuses_others(endpoint, method, fmt):
+    job = training_job_create(base_endpoint=endpoint, snapshot=snapshot(fmt), method=method,
+                              hyperparameters={"max_steps": 2, "lora_r": 8}, start=False)
+    assert (job.method, job.hyperparameters) == (method, {"max_steps": 2, "lora_r": 8})
+    other = "sft" if fmt != "sft" else "preference"
+    with pytest.raises(ValidationError) as excinfo:
+        training_job_create(base_endpoint=endpoint, snapshot=snapshot(other), method=method, start=False)
+    assert f"{method_get(method).label} trains on {method_get(method).consumes} rows" in (
+        excinfo.value.message_dict["snapshot"][0])
+
+
+@pytest.mark.parametrize("method, hyper, message", [
+    ("dpo", {"loss_type": "dpo"}, "loss_type: expected one of sigmoid, ipo, hinge, robust"),
+    ("kto", {"loss_type": "sigmoid"}, "loss_type: expected one of kto, apo_zero_unpaired"),
+    ("prm", {"label_mode": "fuzzy"}, "label_mode: expected one of hard, soft"),
+    ("sft", {"bf16": "yes"}, "bf16: expected one of auto, true, false"),
+])
+def test_a_value_outside_a_fields_choices_is_refused_before_the_job_is_queued(endpoint, method, hyper, message):
+    fmt = {"dpo": "preference", "kto": "unpaired", "prm": "stepwise", "sft": "sft"}[method]
+    with pytest.raises(ValidationError) as excinfo:
+        training_job_create(base_endpoint=endpoint, snapshot=snapshot(fmt), method=method, hyperparameters=hyper,
+                            start=False)
+    assert message in excinfo.value.message_dict["hyperparameters"][0]
+    assert not TrainingJob.objects.exists()
