@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 
 from annotate.admin import JobAdmin
-from synth.models import CachedResponse, Constitution, ModelEndpoint, Principle, SynthesisJob
+from synth.models import CachedResponse, Constitution, ModelEndpoint, Principle, SynthesisJob, SyntheticRow
 from synth.secrets import api_key_decrypt, base_url_normalise
 from synth.services import (
     constitution_touch,
@@ -96,8 +96,9 @@ class CachedResponseAdmin(admin.ModelAdmin):
 
 @admin.register(SynthesisJob)
 class SynthesisJobAdmin(JobAdmin):
-    list_display = ["id", "project", "endpoint", "status", "progress", "total", "attempt", "created_at"]
-    list_filter = ["status"]
+    list_display = ["id", "project", "kind", "endpoint", "status", "progress", "total", "cost", "prompt_tokens",
+                    "completion_tokens", "attempt", "created_at"]
+    list_filter = ["kind", "status"]
 
 
 class PrincipleInline(admin.StackedInline):
@@ -118,3 +119,18 @@ class ConstitutionAdmin(admin.ModelAdmin):
         super().save_related(request, form, formsets, change)
         if change and changed:
             constitution_touch(constitution=form.instance)
+
+
+@admin.register(SyntheticRow)
+class SyntheticRowAdmin(admin.ModelAdmin):
+    """What synthesis made, with its lineage: read only (jobs write it)."""
+
+    list_display = ["id", "project", "job", "kind", "depth", "endpoint", "created_at"]
+    list_filter = ["kind", "depth"]
+    readonly_fields = [f.name for f in SyntheticRow._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
