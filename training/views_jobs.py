@@ -45,6 +45,7 @@ COLORS = ("#3056d3", "#c02d2d", "#18794e", "#b54708", "#7a5af8", "#0e7090")
 WIDTH, HEIGHT = 360, 170
 LEFT, RIGHT, TOP, BOTTOM = 52, WIDTH - 10, 10, HEIGHT - 22
 MAX_POINTS = 500  # a longer series is thinned to about this many points (its last one kept)
+LOG_LINES_SHOWN = 20  # as many as the log's box shows without scrolling (no script scrolls it to its end)
 
 
 @dataclass(frozen=True)
@@ -184,7 +185,9 @@ def job_page(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse
     timing = training_job_timing(job=job)
     context = {
         "project": job.snapshot.project, "job": job, "charts": training_job_charts(metrics=job.metrics),
-        "hyperparameters": training_job_hyperparameters(job=job), "log_tail": training_job_log_tail(job=job),
+        "hyperparameters": [(name, number_text(value) if isinstance(value, float) else value, own, help_)
+                            for name, value, own, help_ in training_job_hyperparameters(job=job)],
+        "log_tail": training_job_log_tail(job=job, lines=LOG_LINES_SHOWN),
         "elapsed": _duration_text(timing.elapsed_s), "eta": _duration_text(timing.eta_s),
         "steps_per_s": number_text(timing.steps_per_s) if timing.steps_per_s else "—",
         "evaluation": _evaluation_rows(job.evaluation), "final_loss": job.final_loss,

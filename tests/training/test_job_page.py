@@ -152,15 +152,15 @@ def test_a_running_job_shows_progress_eta_setup_curves_and_log_and_polls(client,
     assert 'hx-trigger="every 2s"' in page and f'hx-get="{page_url(job)}"' in page
     assert reverse("training:snapshot_manifest", args=[job.snapshot.project_id, job.snapshot_id]) in page
     # The hyper-parameters: the job's own in bold, the method's defaults beside them.
-    assert re.search(r"<code>beta</code></td><td><b>0.2</b>", page)
-    assert re.search(r'<code>loss_type</code></td><td><span class="muted">sigmoid</span>', page)
+    assert re.search(r"<code>beta</code><div[^>]*>KL strength[^<]*</div></td><td><b>0.2</b>", page)
+    assert re.search(r'<code>loss_type</code>.*?</td><td><span class="muted">sigmoid</span>', page)
     assert "eval_dataset" not in page
     loss = path_points(series_path(page, "loss"))
     assert len(loss) == 4
     assert len(path_points(series_path(page, "rewards/margins"))) == 4
     assert 'id="chart-logps"' in page and 'id="chart-tokens"' in page
     # The log's tail, escaped.
-    assert "line 199" in page and "line 100\n" not in page
+    assert "line 199" in page and "line 170\n" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
     assert ">Cancel<" in page
 
