@@ -43,6 +43,9 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("stepwise", "TRL stepwise supervision (prompt, completions, labels)", "steps", "stepwise", _to_dict),
     ExportFormat("prm800k", "PRM800K-like, every rating kept", "steps", None, _as_is),
     ExportFormat("outcome", "Outcome (prompt, completion, label)", "steps", "unpaired", _to_dict),
+    ExportFormat("unpaired", "KTO unpaired (prompt, completion, label): both replies of each pair", "pairs",
+                 "unpaired", _to_dict),
+    ExportFormat("sft", "SFT (messages): the prompt with the chosen reply", "pairs", "sft", _to_dict),
 )}
 
 

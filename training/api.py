@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from django.urls import reverse
 from django.utils.http import content_disposition_header
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -14,13 +15,17 @@ from annotate.api_fields import StrictBooleanField, StrictCharField, StrictChoic
 from annotate.models import Membership
 from annotate.selectors import project_get_for_user
 from prefdata.writers import EXPORT_FORMATS
-from training.models import DatasetSnapshot, dropped_text
+from training.filters import FILTER_HELP
+from training.models import DatasetSnapshot, SnapshotJob, dropped_text
 from training.services import (
+    SNAPSHOT_JOB_ITEMS,
     ExportPlan,
     SnapshotIdentical,
-    formats_for_project,
     snapshot_create,
+    snapshot_items_count,
+    snapshot_job_create,
     snapshot_manifest,
+    snapshot_options_parse,
     snapshot_plan,
 )
 
@@ -35,6 +40,15 @@ class SnapshotInSerializer(serializers.Serializer):
     weighted = StrictBooleanField(default=False, help_text="preference: strength-weighted majority.")
     name = StrictCharField(required=False, allow_blank=True, max_length=200, default="",
                            help_text="Default: made from the project, source, time and sha256.")
+    both_bad = StrictBooleanField(default=False, help_text="unpaired: a both-bad pair gives both replies false.")
+    filters = serializers.DictField(required=False, default=dict, help_text=(
+        "Optional, each narrowing the export: " + "; ".join(f"{k}: {v}" for k, v in FILTER_HELP.items()) + "."))
+    layout = serializers.DictField(required=False, default=dict, help_text=(
+        'Optional: {"target": "trl" | "openrlhf" | "verl", "file_format": "jsonl" | "parquet", '
+        '"split": {"train": 0.9, "test": 0.1}, "seed": 0}: a load_dataset-ready folder beside the file, split by a '
+        "hash of each prompt (no prompt, or known paraphrase group, in two splits)."))
+    background = StrictBooleanField(default=False, help_text=(
+        f"Make it with a worker (202 and the job to follow); always so past {SNAPSHOT_JOB_ITEMS:,} items."))
     dry_run = StrictBooleanField(default=False, help_text="Only say what the snapshot would hold (200).")
     allow_duplicate = StrictBooleanField(
         default=False, help_text="Create it even when a snapshot of the project has the very same rows (else 409).")
@@ -87,7 +101,23 @@ def _plan_data(plan: ExportPlan) -> dict:
             "options": plan.options, "rows": len(plan.rows), "dropped": plan.dropped,
             "dropped_text": dropped_text(plan.dropped), "unlabeled": plan.unlabeled,
             "label_counts": plan.label_counts, "sha256": plan.sha256, "identical_to": _identity(plan.identical),
-            "preview": plan.preview}
+            "sources": plan.sources, "preview": plan.preview}
+
+
+def _job_data(job: SnapshotJob) -> dict:
+    return {"job": {"id": job.pk, "status": job.status, "progress": job.progress, "total": job.total,
+                    "error": job.error, "snapshot": _identity(job.snapshot) if job.snapshot_id else None,
+                    "url": reverse("training:api_snapshot_job", args=[job.project_id, job.pk])}}
+
+
+@extend_schema(responses={200: OpenApiResponse(description="The job: status, progress (rows) of total, error, "
+                                                           "and the snapshot once made.")})
+@api_view(["GET"])
+def snapshot_job_api(request: Request, project_id: int, job_id: int) -> Response:
+    """Researchers: a snapshot being made by a worker, to follow until it is done."""
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    job = get_object_or_404(SnapshotJob.objects.select_related("snapshot"), pk=job_id, project=project)
+    return Response(_job_data(job))
 
 
 @extend_schema(methods=["GET"], responses=SnapshotSerializer(many=True))
@@ -108,10 +138,14 @@ def snapshots(request: Request, project_id: int) -> Response:
     data = SnapshotInSerializer(data=request.data)
     data.is_valid(raise_exception=True)
     given = data.validated_data
-    options = {"fmt": given.get("format") or formats_for_project(project=project)[0], "source": given["source"],
-               "weighted": given["weighted"], "neutral": given["neutral"]}
+    raw = {key: given.get(key) for key in ("format", "source", "weighted", "neutral", "both_bad", "filters", "layout")}
+    options = snapshot_options_parse(project=project, data=raw, user=request.user)
     if given["dry_run"]:
-        return Response(_plan_data(snapshot_plan(project=project, **options)))
+        return Response(_plan_data(snapshot_plan(project=project, user=request.user, **options)))
+    if given["background"] or snapshot_items_count(project=project, filters=options["filters"]) > SNAPSHOT_JOB_ITEMS:
+        job = snapshot_job_create(project=project, data=raw, name=given["name"],
+                                  allow_duplicate=given["allow_duplicate"], user=request.user)
+        return Response(_job_data(job), status=status.HTTP_202_ACCEPTED)
     try:
         snapshot = snapshot_create(project=project, name=given["name"], allow_duplicate=given["allow_duplicate"],
                                    user=request.user, **options)

@@ -31,7 +31,7 @@ import queue
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring  # what json.dumps(..., ensure_ascii=False) uses for a str
 from operator import itemgetter
@@ -46,15 +46,17 @@ from annotate.models import PairItem, PairLabel, Project
 from judges.models import AIJudgment
 from prefdata.records import STRENGTHS, VERDICTS
 from prefdata.stats import aggregate_verdicts
+from training.filters import ExportFilters
 
 CHUNK_SIZE = 5_000  # rows a fetch from a server-side cursor
 BLOCK_BYTES = 1 << 20  # characters hashed and written at a time
 
-# One item's lineage: (item, prompt, chosen, rejected, by, labels or judgments).
-Lineage = tuple[int, int, int, int, str, tuple[int, ...]]
+# One item's lineage: (item, prompt, chosen, rejected, by, labels or judgments, synthesis jobs of the replies).
+Lineage = tuple[int, int, int, int, str, tuple[int, ...], tuple[int, ...]]
 
 _json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), encoder made once
 _DECISIVE = ("A", "B")
+NO_FILTERS = ExportFilters()
 
 
 _END = object()
@@ -133,19 +135,20 @@ class _Merge:
         return head[1]
 
 
-def _verdict(votes: list[tuple], weighted: bool) -> tuple[str | None, list[int]]:
-    """The plurality verdict of one item's ``(item_id, id, verdict, strength)`` rows (None when level) and
-    the strengths of the graded votes that agree with it; ``aggregate_verdicts``'s rule and errors."""
+def _verdict(votes: list[tuple], weighted: bool) -> tuple[str | None, list[int], int]:
+    """The plurality verdict of one item's ``(item_id, id, verdict, strength, ...)`` rows (None when level),
+    the strengths of the graded votes that agree with it, and how many votes agree; ``aggregate_verdicts``'s
+    rule and errors."""
     if len(votes) == 1:  # most items: one vote is its own plurality
-        _, _, verdict, strength = votes[0]
+        verdict, strength = votes[0][2], votes[0][3]
         if verdict in VERDICTS and (strength is None or strength in STRENGTHS):
             graded = [strength] if strength is not None and verdict in _DECISIVE else []
-            return verdict, graded
-    aggregate = aggregate_verdicts(labels=[(0, v, s) for _, _, v, s in votes], weighted=weighted)[0]
+            return verdict, graded, 1
+    aggregate = aggregate_verdicts(labels=[(0, v[2], v[3]) for v in votes], weighted=weighted)[0]
     if aggregate.verdict is None:
-        return None, []
-    return aggregate.verdict, [s for _, _, v, s in votes if v == aggregate.verdict and s is not None
-                               and v in _DECISIVE]
+        return None, [], 0
+    agreeing = [v for v in votes if v[2] == aggregate.verdict]
+    return aggregate.verdict, [v[3] for v in agreeing if v[3] is not None and v[2] in _DECISIVE], len(agreeing)
 
 
 def _margin_json(margin: float) -> str:
@@ -182,85 +185,233 @@ def preference_line(messages: object, chosen: str, rejected: str, margin: float 
             f'{encode_basestring(rejected)}}}]{tail}')
 
 
-def gold_labeled(*, project: Project, source: str) -> int:
-    """The project's gold items with a label (or judgment) of ``source``: one query."""
+def _labels_query(project: Project, filters: ExportFilters):
+    labels = PairLabel.objects.filter(item__project=project)
+    if filters.annotators:
+        labels = labels.filter(annotator_id__in=filters.annotators)
+    if filters.since is not None:
+        labels = labels.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        labels = labels.filter(created_at__lt=filters.until)
+    return labels
+
+
+def _judgments_query(project: Project, filters: ExportFilters):
+    judgments = AIJudgment.objects.filter(item__project=project)
+    if filters.judges or filters.judge_versions:
+        which = Q(judge_id__in=filters.judges)
+        for judge, version in filters.judge_versions:
+            which |= Q(judge_id=judge, template_version=version)
+        judgments = judgments.filter(which)
+    if filters.constitution_versions:
+        judgments = judgments.filter(constitution_version__in=filters.constitution_versions)
+    if filters.since is not None:
+        judgments = judgments.filter(created_at__gte=filters.since)
+    if filters.until is not None:
+        judgments = judgments.filter(created_at__lt=filters.until)
+    return judgments
+
+
+def gold_labeled(*, project: Project, source: str, filters: ExportFilters = NO_FILTERS) -> int:
+    """The project's gold items with a label (or judgment) of ``source`` that the filters keep: one query."""
     labeled = Q(pk__in=[])
     if source in ("human", "both"):
-        labeled |= Q(Exists(PairLabel.objects.filter(item=OuterRef("pk"))))
+        labeled |= Q(Exists(_labels_query(project, filters).filter(item=OuterRef("pk"))))
     if source in ("ai", "both"):
-        labeled |= Q(Exists(AIJudgment.objects.filter(item=OuterRef("pk"))))
+        labeled |= Q(Exists(_judgments_query(project, filters).filter(item=OuterRef("pk"))))
     return PairItem.objects.filter(labeled, project=project, is_gold=True).count()
+
+
+@dataclass
+class Sources:
+    """Who and what made a snapshot's rows, counted row by row as they are written: the annotators whose
+    labels decided a row, the judges (id, template version, constitution version) whose judgments did,
+    the adjudications and their reviewers, and the synthesis jobs and endpoints that generated a reply."""
+
+    annotators: Counter = field(default_factory=Counter)
+    judges: Counter = field(default_factory=Counter)
+    adjudicators: Counter = field(default_factory=Counter)
+    adjudicated: int = 0
+    synthesis_jobs: Counter = field(default_factory=Counter)
+    endpoints: Counter = field(default_factory=Counter)
+    synthetic: int = 0
+    items: int = 0
+
+
+# What the export reads of an item, in order (a tuple per item: the hot path of a million rows).
+_ITEM_COLUMNS = ("id", "prompt_id", "completion_a_id", "completion_a__text", "completion_b_id",
+                 "completion_b__text", "final_verdict", "final_strength", "adjudicated_by_id",
+                 "completion_a__generation__job_id", "completion_a__generation__endpoint_id",
+                 "completion_b__generation__job_id", "completion_b__generation__endpoint_id",
+                 "completion_a__generation__id", "completion_b__generation__id")
+
+
+def _unpaired_lines(prompt_json: str, chosen: str, rejected: str, label_rejected: bool = False) -> tuple[str, str]:
+    """Two UnpairedRow lines: the chosen reply labelled true (false for a both-bad pair) and the rejected
+    one false."""
+    head = f'{{"prompt": {prompt_json}, "completion": [{{"role": "assistant", "content": '
+    first = "false" if label_rejected else "true"
+    return (f'{head}{encode_basestring(chosen)}}}], "label": {first}}}\n',
+            f'{head}{encode_basestring(rejected)}}}], "label": false}}\n')
+
+
+def _sft_line(messages: object, chosen: str) -> str:
+    """An SFTRow line: the prompt's messages and the chosen reply as one conversation."""
+    conversation = [*messages, {"role": "assistant", "content": chosen}] if isinstance(messages, list) \
+        else [{"role": "user", "content": str(messages)}, {"role": "assistant", "content": chosen}]
+    return f'{{"messages": {_json(conversation)}}}\n'
+
+
+PAIR_LINE_FORMATS = ("preference", "unpaired", "sft")
+
+
+def pair_lines(*, projects: Sequence[Project], source: str, fmt: str = "preference", weighted: bool = False,
+               filters: ExportFilters = NO_FILTERS, both_bad: bool = False, dropped: Counter | None = None,
+               sources: Sources | None = None, synthetic_keep: tuple[int, int] | None = None,
+               chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[str, Lineage]]:
+    """Each row of a pairwise export as its JSON line (two lines an item for ``unpaired``), with its
+    lineage, project by project in item order.
+
+    ``fmt``: ``preference`` (TRL preference rows), ``unpaired`` (KTO: the chosen reply true, the rejected one
+    false; with ``both_bad`` a both-bad pair gives both replies false), ``sft`` (the prompt and the chosen
+    reply as messages). ``filters`` narrow the labels and judgments read and the rows kept. With
+    ``dropped``, counts what the rules left out (gold, no_majority, tie, both_bad, low_agreement, weak,
+    synthetic_cap, and "unlabeled"); with ``sources``, who and what made the rows. ``synthetic_keep`` =
+    (kept, seen): of the ``seen`` rows with a generated reply, keep ``kept`` spread evenly (the cap of
+    ``filters.max_synthetic_share``, counted by a first pass). Run it inside a transaction on PostgreSQL: a
+    server-side cursor outside one is declared WITH HOLD, and the server copies the whole result first."""
+    if fmt not in PAIR_LINE_FORMATS:
+        raise ValueError(f"{fmt!r} is not a pairwise export format: one of {', '.join(PAIR_LINE_FORMATS)}")
+    human, ai = source in ("human", "both"), source in ("ai", "both")
+    raw = connection.vendor == "postgresql"
+    synthetic_seen = 0
+    for project in projects:
+        if dropped is not None:
+            gold = gold_labeled(project=project, source=source, filters=filters)
+            if gold:
+                dropped["gold"] += gold
+        # On PostgreSQL the prompt comes as jsonb's text, written as it is when that is json.dumps' text too.
+        messages_field = Cast("prompt__messages", TextField()) if raw else F("prompt__messages")
+        items = PairItem.objects.filter(project=project, is_gold=False)
+        if filters.synthesis_jobs:
+            items = items.filter(Q(completion_a__generation__job_id__in=filters.synthesis_jobs)
+                                 | Q(completion_b__generation__job_id__in=filters.synthesis_jobs))
+        items = (items.order_by("id").annotate(messages_text=messages_field)
+                 .values_list("messages_text", *_ITEM_COLUMNS).iterator(chunk_size=chunk_size))
+        labels = _Merge(_labels_query(project, filters).filter(item__is_gold=False).order_by("item_id", "id")
+                        .values_list("item_id", "id", "verdict", "strength", "annotator_id")
+                        .iterator(chunk_size=chunk_size) if human else None)
+        judgments = _Merge(_judgments_query(project, filters).filter(item__is_gold=False)
+                           .order_by("item_id", "id")
+                           .values_list("item_id", "id", "verdict", "probability", "judge_id", "template_version",
+                                        "constitution_version").iterator(chunk_size=chunk_size) if ai else None)
+        for (messages, item_id, prompt_id, a_id, a_text, b_id, b_text, final_verdict, final_strength, adjudicator,
+             a_job, a_endpoint, b_job, b_endpoint, a_gen, b_gen) in _read_ahead(items):
+            votes = labels.take(item_id) if human else []
+            verdict: str | None = None
+            by = "human"
+            margin: float | None = None
+            agreement = 1.0
+            adjudicated = bool(final_verdict) and human
+            if adjudicated:  # a reviewer's adjudication overrides the labels
+                verdict = final_verdict
+                margin = float(final_strength) if final_strength and verdict in _DECISIVE else None
+            elif votes:
+                verdict, graded, agreeing = _verdict(votes, weighted)
+                margin = sum(graded) / len(graded) if graded else None
+                agreement = agreeing / len(votes)
+            basis = [vote[1] for vote in votes]
+            judged = judgments.take(item_id) if ai else []
+            if verdict is None and judged:
+                verdict, _, agreeing = _verdict([(j[0], j[1], j[2], None) for j in judged], False)
+                if verdict is not None:
+                    probabilities = [j[3] for j in judged if j[2] == verdict]
+                    by, basis = "ai", [j[1] for j in judged]
+                    margin = abs(sum(probabilities) / len(probabilities) - 0.5) * 2
+                    agreement = agreeing / len(judged)
+            keep_both_bad = both_bad and verdict == "both_bad"
+            if verdict not in _DECISIVE and not keep_both_bad:
+                if dropped is not None:
+                    if verdict is not None:
+                        dropped["tie" if verdict == "tie" else "both_bad"] += 1
+                    else:
+                        dropped["no_majority" if votes or judged else "unlabeled"] += 1
+                continue  # ties and both-bad say nothing about which to prefer
+            if filters.min_agreement is not None and agreement < filters.min_agreement:
+                if dropped is not None:
+                    dropped["low_agreement"] += 1
+                continue
+            if filters.min_strength is not None and by == "human" and (margin is None
+                                                                        or margin < filters.min_strength):
+                if dropped is not None:
+                    dropped["weak"] += 1
+                continue
+            synthetic = a_gen is not None or b_gen is not None
+            if synthetic and synthetic_keep is not None:
+                kept, seen = synthetic_keep
+                j, synthetic_seen = synthetic_seen, synthetic_seen + 1
+                if seen and (j + 1) * kept // seen == j * kept // seen:
+                    if dropped is not None:
+                        dropped["synthetic_cap"] += 1
+                    continue
+            chosen, rejected = (a_id, a_text, a_job, a_endpoint), (b_id, b_text, b_job, b_endpoint)
+            if verdict == "B":
+                chosen, rejected = rejected, chosen
+            prompt_json = _jsonb_text_json(messages) if raw else None
+            if fmt == "preference":
+                line = preference_line(messages, chosen[1], rejected[1],
+                                       None if margin is None else round(float(margin), 4), prompt_json=prompt_json)
+            elif fmt == "unpaired":
+                line, second = _unpaired_lines(prompt_json or _json(messages), chosen[1], rejected[1],
+                                               label_rejected=keep_both_bad)
+            else:
+                if keep_both_bad:
+                    continue  # no reply to learn from
+                line = _sft_line(json.loads(messages) if raw else messages, chosen[1])
+            jobs = tuple(sorted({j for j in (a_job, b_job) if j is not None}))
+            if sources is not None:
+                sources.items += 1
+                if by == "human":
+                    if adjudicated:
+                        sources.adjudicated += 1
+                        if adjudicator is not None:
+                            sources.adjudicators[adjudicator] += 1
+                    else:
+                        sources.annotators.update({vote[4] for vote in votes})
+                else:
+                    sources.judges.update({(j[4], j[5], j[6]) for j in judged})
+                if synthetic:
+                    sources.synthetic += 1
+                    sources.synthesis_jobs.update(jobs)
+                    sources.endpoints.update({e for e in (a_endpoint, b_endpoint) if e is not None})
+            entry = (item_id, prompt_id, chosen[0], rejected[0], by, tuple(basis), jobs)
+            yield line, entry
+            if fmt == "unpaired":
+                yield second, entry
 
 
 def preference_lines(*, project: Project, source: str, weighted: bool = False, dropped: Counter | None = None,
                      chunk_size: int = CHUNK_SIZE) -> Iterator[tuple[str, Lineage]]:
-    """Each row of a preference export as its JSON line, with its lineage, in item order.
-
-    With ``dropped``, counts what the rules left out as ``preference_rows`` does (gold, no_majority, tie,
-    both_bad, unlabeled). Run it inside a transaction on PostgreSQL: a server-side cursor outside one is
-    declared WITH HOLD, and the server copies the whole result before the first row."""
-    human, ai = source in ("human", "both"), source in ("ai", "both")
-    if dropped is not None:
-        gold = gold_labeled(project=project, source=source)
-        if gold:
-            dropped["gold"] += gold
-    # On PostgreSQL the prompt comes as jsonb's text, written as it is when that is json.dumps' text too.
-    raw = connection.vendor == "postgresql"
-    messages_field = Cast("prompt__messages", TextField()) if raw else F("prompt__messages")
-    items = (PairItem.objects.filter(project=project, is_gold=False).order_by("id")
-             .values_list("id", "prompt_id", messages_field, "completion_a_id", "completion_a__text",
-                          "completion_b_id", "completion_b__text", "final_verdict", "final_strength")
-             .iterator(chunk_size=chunk_size))
-    labels = _Merge(PairLabel.objects.filter(item__project=project, item__is_gold=False).order_by("item_id", "id")
-                    .values_list("item_id", "id", "verdict", "strength").iterator(chunk_size=chunk_size)
-                    if human else None)
-    judgments = _Merge(AIJudgment.objects.filter(item__project=project, item__is_gold=False)
-                       .order_by("item_id", "id").values_list("item_id", "id", "verdict", "probability")
-                       .iterator(chunk_size=chunk_size) if ai else None)
-    for item_id, prompt_id, messages, a_id, a_text, b_id, b_text, final_verdict, final_strength in _read_ahead(items):
-        votes = labels.take(item_id) if human else []
-        verdict: str | None = None
-        by = "human"
-        margin: float | None = None
-        if final_verdict and human:  # a reviewer's adjudication overrides the labels
-            verdict = final_verdict
-            margin = float(final_strength) if final_strength and verdict in _DECISIVE else None
-        elif votes:
-            verdict, graded = _verdict(votes, weighted)
-            margin = sum(graded) / len(graded) if graded else None
-        basis = [vote[1] for vote in votes]
-        judged = judgments.take(item_id) if ai else []
-        if verdict is None and judged:
-            verdict, _ = _verdict([(j[0], j[1], j[2], None) for j in judged], False)
-            if verdict is not None:
-                agreeing = [j[3] for j in judged if j[2] == verdict]
-                by, basis, margin = "ai", [j[1] for j in judged], abs(sum(agreeing) / len(agreeing) - 0.5) * 2
-        if verdict not in _DECISIVE:
-            if dropped is not None:
-                if verdict is not None:
-                    dropped["tie" if verdict == "tie" else "both_bad"] += 1
-                else:
-                    dropped["no_majority" if votes or judged else "unlabeled"] += 1
-            continue  # ties and both-bad say nothing about which to prefer
-        chosen, rejected = (a_id, a_text), (b_id, b_text)
-        if verdict == "B":
-            chosen, rejected = rejected, chosen
-        line = preference_line(messages, chosen[1], rejected[1], None if margin is None else round(float(margin), 4),
-                               prompt_json=_jsonb_text_json(messages) if raw else None)
-        yield line, (item_id, prompt_id, chosen[0], rejected[0], by, tuple(basis))
+    """Each row of a preference export of one project as its JSON line, with its lineage (``pair_lines``)."""
+    return pair_lines(projects=[project], source=source, weighted=weighted, dropped=dropped, chunk_size=chunk_size)
 
 
 def lineage_dict(entry: Lineage) -> dict:
-    """A lineage entry as the manifest keeps it (``preference_rows``' shape)."""
-    item, prompt, chosen, rejected, by, basis = entry
-    return {"item": item, "prompt": prompt, "chosen": chosen, "rejected": rejected, "by": by,
-            "labels" if by == "human" else "judgments": list(basis)}
+    """A lineage entry as the manifest keeps it (``preference_rows``' shape, and the synthesis jobs of the
+    replies when there are any)."""
+    item, prompt, chosen, rejected, by, basis, jobs = entry
+    out = {"item": item, "prompt": prompt, "chosen": chosen, "rejected": rejected, "by": by,
+           "labels" if by == "human" else "judgments": list(basis)}
+    if jobs:
+        out["synthesis_jobs"] = list(jobs)
+    return out
 
 
 def _lineage_line(entry: Lineage) -> str:
-    item, prompt, chosen, rejected, by, basis = entry
+    item, prompt, chosen, rejected, by, basis, jobs = entry
+    tail = f', "synthesis_jobs": [{", ".join(map(str, jobs))}]}}\n' if jobs else "}\n"
     return (f'{{"item": {item}, "prompt": {prompt}, "chosen": {chosen}, "rejected": {rejected}, "by": "{by}", '
-            f'"{"labels" if by == "human" else "judgments"}": [{", ".join(map(str, basis))}]}}\n')
+            f'"{"labels" if by == "human" else "judgments"}": [{", ".join(map(str, basis))}]{tail}')
 
 
 @dataclass
@@ -276,7 +427,8 @@ class ExportResult:
 
 
 def lines_write(lines: Iterable[tuple[str, Lineage]], *, out: IO[bytes] | None = None,
-                lineage_out: IO[bytes] | None = None, keep: int = 0, keep_lineage: int = 0) -> ExportResult:
+                lineage_out: IO[bytes] | None = None, keep: int = 0, keep_lineage: int = 0,
+                progress: Callable[[int], None] | None = None) -> ExportResult:
     """Hash (and with ``out``, write) the lines as they come, in blocks; keep only the first ones.
 
     With ``lineage_out``, each row's lineage is written there as one JSON line too (hashed apart)."""
@@ -313,6 +465,8 @@ def lines_write(lines: Iterable[tuple[str, Lineage]], *, out: IO[bytes] | None =
             lineage_block.append(_lineage_line(entry))
         if size >= BLOCK_BYTES:
             flush()
+            if progress is not None:
+                progress(rows)
     flush()
     result.rows, result.sha256 = rows, digest.hexdigest()
     if lineage_out is not None:
@@ -320,18 +474,40 @@ def lines_write(lines: Iterable[tuple[str, Lineage]], *, out: IO[bytes] | None =
     return result
 
 
-def preference_export(*, project: Project, source: str, weighted: bool = False, dropped: Counter,
-                      path: Path | None = None, lineage_path: Path | None = None, keep: int = 0,
-                      keep_lineage: int = 0) -> ExportResult:
-    """Stream a preference export: to ``path`` (and its lineage to ``lineage_path``) when given, else only
-    hashed and counted (a plan). Files half written are removed if anything fails."""
-    lines = preference_lines(project=project, source=source, weighted=weighted, dropped=dropped)
+def synthetic_quota(*, projects: Sequence[Project], source: str, fmt: str = "preference", weighted: bool = False,
+                    filters: ExportFilters, both_bad: bool = False) -> tuple[int, int]:
+    """(kept, seen): how many of the rows with a generated reply ``filters.max_synthetic_share`` allows, of
+    how many the other filters keep; a first pass over the rows (hashing nothing)."""
+    counting = Sources()
+    for _ in pair_lines(projects=projects, source=source, fmt=fmt, weighted=weighted, filters=filters,
+                        both_bad=both_bad, sources=counting):
+        pass
+    share, natural = filters.max_synthetic_share, counting.items - counting.synthetic
+    if share is None or share >= 1:
+        return counting.synthetic, counting.synthetic
+    return min(counting.synthetic, math.floor(share * natural / (1 - share) + 1e-9)), counting.synthetic
+
+
+def pair_export(*, projects: Sequence[Project], source: str, fmt: str = "preference", weighted: bool = False,
+                filters: ExportFilters = NO_FILTERS, both_bad: bool = False, dropped: Counter,
+                sources: Sources | None = None, path: Path | None = None, lineage_path: Path | None = None,
+                keep: int = 0, keep_lineage: int = 0, progress: Callable[[int], None] | None = None) -> ExportResult:
+    """Stream a pairwise export (``pair_lines``): to ``path`` (and its lineage to ``lineage_path``) when
+    given, else only hashed and counted (a plan). ``progress(rows)`` is called as blocks are written. Files
+    half written are removed if anything fails. A cap on the synthetic share costs a first pass."""
+    quota = None
+    if filters.max_synthetic_share is not None:
+        quota = synthetic_quota(projects=projects, source=source, fmt=fmt, weighted=weighted, filters=filters,
+                                both_bad=both_bad)
+    lines = pair_lines(projects=projects, source=source, fmt=fmt, weighted=weighted, filters=filters,
+                       both_bad=both_bad, dropped=dropped, sources=sources, synthetic_keep=quota)
     opened = [p for p in (path, lineage_path) if p is not None]
     try:
         with contextlib.ExitStack() as stack:
             out, lineage_out = (stack.enter_context(open(p, "wb")) if p is not None else None  # noqa: SIM115
                                 for p in (path, lineage_path))
-            return lines_write(lines, out=out, lineage_out=lineage_out, keep=keep, keep_lineage=keep_lineage)
+            return lines_write(lines, out=out, lineage_out=lineage_out, keep=keep, keep_lineage=keep_lineage,
+                               progress=progress)
     except BaseException:
         for written in opened:
             written.unlink(missing_ok=True)

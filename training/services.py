@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.metadata
 import json
+import os
+import subprocess
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -16,15 +21,18 @@ from django.core.exceptions import ValidationError
 from django.db import models, transaction
 from django.utils import timezone
 
-from annotate.models import PairItem, PairLabel, Project, StepLabel, Verdict
+from annotate.job_lifecycle import JobContext, JobFailed, job_queue, job_run
+from annotate.models import Membership, PairItem, PairLabel, Project, StepItem, StepLabel, Verdict
 from annotate.quality import pair_item_verdicts
 from annotate.selectors import pair_items_for_project
 from judges.models import AIJudgment
-from prefdata.records import PreferenceRow
+from prefdata.records import PreferenceRow, SFTRow, UnpairedRow
 from prefdata.stats import aggregate_verdicts
 from prefdata.writers import EXPORT_FORMATS, dataset_bytes
-from training.exporting import RowsHead, preference_export
-from training.models import DROP_REASONS, DatasetSnapshot
+from training.exporting import NO_FILTERS, RowsHead, Sources, pair_export
+from training.filters import ExportFilters, filters_parse
+from training.layouts import DEFAULT_LAYOUT, Layout, layout_parse, layout_write, prompt_groups
+from training.models import DROP_REASONS, DatasetSnapshot, SnapshotJob
 from training.step_exports import outcome_rows, prm800k_rows, stepwise_rows
 
 
@@ -136,23 +144,34 @@ def export_rows(*, project: Project, fmt: str, source: str, weighted: bool = Fal
     except ValueError as exc:
         raise ValidationError({"source": str(exc)}) from None
     if source == DatasetSnapshot.Source.AUTO:
-        raise ValidationError({"source": "preference exports come from people or AI judges"})
-    return preference_rows(project=project, source=source, weighted=weighted, dropped=dropped)
+        raise ValidationError({"source": "pairwise exports come from people or AI judges"})
+    rows, lineage = preference_rows(project=project, source=source, weighted=weighted, dropped=dropped)
+    if fmt == DatasetSnapshot.Format.UNPAIRED:  # the in-memory reference of the streamed export
+        unpaired = [UnpairedRow(row["prompt"], reply, good).to_dict()
+                    for row in rows for reply, good in ((row["chosen"], True), (row["rejected"], False))]
+        return unpaired, [entry for entry in lineage for _ in range(2)]
+    if fmt == DatasetSnapshot.Format.SFT:
+        return [SFTRow(messages=[*row["prompt"], *row["chosen"]]).to_dict() for row in rows], lineage
+    return rows, lineage
 
 
 PREVIEW_ROWS = 5
 # A manifest keeps each row's lineage up to this many rows; a larger snapshot's lineage is a JSON Lines file
 # beside it (``lineage_file`` in the manifest): a million entries do not belong in one JSON field.
 LINEAGE_INLINE_ROWS = 10_000
+# A snapshot of more items than this is made by a worker (SnapshotJob) when asked from the page or the API.
+SNAPSHOT_JOB_ITEMS = 20_000
+PAIR_FORMATS = {name for name, spec in EXPORT_FORMATS.items() if spec.items == "pairs"}
 
 
 @dataclass(frozen=True, slots=True)
 class ExportPlan:
     """What a snapshot of these options would hold, before it is created: its rows (``len(rows)``; a
-    preference plan is streamed and keeps only the first rows and lineage entries, ``RowsHead``), the first
+    pairwise plan is streamed and keeps only the first rows and lineage entries, ``RowsHead``), the first
     lines of the file, its sha256, what the export rules left out (``dropped``: reason -> count,
     DROP_REASONS' keys), the items nobody labeled yet, and an existing snapshot of the project with the very
-    same bytes. ``body`` holds the file's bytes for the formats built in memory (steps), None otherwise."""
+    same bytes. ``body`` holds the file's bytes for the formats built in memory (steps), None otherwise.
+    ``sources``: who and what made the rows (pairwise exports)."""
 
     project: Project
     fmt: str
@@ -167,6 +186,7 @@ class ExportPlan:
     sha256: str
     identical: DatasetSnapshot | None
     body: bytes | None = None
+    sources: dict | None = None
 
     @property
     def preview(self) -> list[dict]:
@@ -198,55 +218,137 @@ def _label_counts(project: Project) -> dict[str, int]:
             "ai": AIJudgment.objects.filter(item__project=project).count()}
 
 
-def _options(*, fmt: str, weighted: bool, neutral: str) -> dict:
-    return {"neutral": neutral} if fmt == DatasetSnapshot.Format.STEPWISE else {"weighted": weighted}
+def _options(*, fmt: str, weighted: bool, neutral: str, both_bad: bool = False, filters: ExportFilters = NO_FILTERS,
+             layout: Layout = DEFAULT_LAYOUT) -> dict:
+    if fmt == DatasetSnapshot.Format.STEPWISE:
+        options: dict = {"neutral": neutral}
+    elif fmt in PAIR_FORMATS:
+        options = {"weighted": weighted}
+        if fmt == DatasetSnapshot.Format.UNPAIRED and both_bad:
+            options["both_bad"] = True
+    else:
+        options = {"weighted": weighted}
+    if filters:
+        options["filters"] = filters.to_dict()
+    if not layout.is_default:
+        options["layout"] = layout.to_dict()
+    return options
 
 
-def _options_check(*, project: Project, source: str, fmt: str) -> None:
+def _options_check(*, project: Project, source: str, fmt: str, filters: ExportFilters = NO_FILTERS) -> None:
     if source not in DatasetSnapshot.Source.values:
         raise ValidationError({"source": f"{source!r} is not one of {DatasetSnapshot.Source.values}"})
     if fmt not in DatasetSnapshot.Format.values:
         raise ValidationError({"format": f"{fmt!r} is not one of {DatasetSnapshot.Format.values}"})
-    if fmt == DatasetSnapshot.Format.PREFERENCE:
-        if project.task_kind == Project.TaskKind.STEPS:
-            raise ValidationError({"format": f"{fmt!r} does not apply to a {project.get_task_kind_display()} project"})
-        if source == DatasetSnapshot.Source.AUTO:
-            raise ValidationError({"source": "preference exports come from people or AI judges"})
+    steps = project.task_kind == Project.TaskKind.STEPS
+    if steps != (fmt in STEP_FORMATS):
+        raise ValidationError({"format": f"{fmt!r} does not apply to a {project.get_task_kind_display()} project"})
+    if fmt in PAIR_FORMATS and source == DatasetSnapshot.Source.AUTO:
+        raise ValidationError({"source": "pairwise exports come from people or AI judges"})
+    if filters and fmt not in PAIR_FORMATS:
+        raise ValidationError({"filters": "filters apply to exports of pairwise projects"})
+    if project.pk in filters.projects:
+        raise ValidationError({"filters.projects": "the snapshot's own project is always in it"})
+
+
+def snapshot_projects(*, project: Project, filters: ExportFilters,
+                      user: AbstractBaseUser | None = None) -> list[Project]:
+    """The snapshot's project and the others its filters name, each pairwise; with ``user``, each one they
+    may export from (a researcher of it). ValidationError naming ``filters.projects`` otherwise."""
+    if not filters.projects:
+        return [project]
+    from annotate.selectors import project_list_for_user, project_role_for_user
+
+    visible = project_list_for_user(user=user) if user is not None else Project.objects.all()
+    others = {p.pk: p for p in visible.filter(pk__in=filters.projects)}
+    for pk in filters.projects:
+        other = others.get(pk)
+        if other is None or (user is not None and project_role_for_user(project=other, user=user)
+                             != Membership.Role.RESEARCHER):
+            raise ValidationError({"filters.projects": f"no project {pk} you can export from (a researcher's "
+                                                       f"right in each project is needed)"})
+        if other.task_kind != project.task_kind:
+            raise ValidationError({"filters.projects": f"project {other.name!r} is not a "
+                                                       f"{project.get_task_kind_display()} project"})
+    return [project, *(others[pk] for pk in filters.projects)]
 
 
 def _identical(project: Project, digest: str) -> DatasetSnapshot | None:
     return DatasetSnapshot.objects.filter(project=project, sha256=digest).order_by("id").first()
 
 
+def _names(model: Any, ids: set, fields: Sequence[str] = ("name",)) -> dict:
+    return {row[0]: row[1:] for row in model.objects.filter(pk__in=ids).values_list("pk", *fields)}
+
+
+def sources_manifest(sources: Sources) -> dict:
+    """Who and what made the rows, for the manifest: annotators and reviewers by name, judges with their
+    template and constitution versions and model, synthesis jobs and endpoints, each with its rows."""
+    from django.contrib.auth import get_user_model
+
+    from judges.models import Judge
+    from synth.models import ModelEndpoint, SynthesisJob
+
+    users = get_user_model()
+    people = _names(users, set(sources.annotators) | set(sources.adjudicators), (users.USERNAME_FIELD,))
+    judges = _names(Judge, {j for j, _, _ in sources.judges}, ("name", "endpoint__name"))
+    jobs = _names(SynthesisJob, set(sources.synthesis_jobs), ("kind",))
+    endpoints = _names(ModelEndpoint, set(sources.endpoints), ("name", "path"))
+    return {
+        "annotators": [{"id": pk, "username": people.get(pk, ("",))[0], "rows": n}
+                       for pk, n in sorted(sources.annotators.items())],
+        "adjudications": {"rows": sources.adjudicated,
+                          "reviewers": [{"id": pk, "username": people.get(pk, ("",))[0], "rows": n}
+                                        for pk, n in sorted(sources.adjudicators.items())]},
+        "judges": [{"id": j, "name": judges.get(j, ("", ""))[0], "model": judges.get(j, ("", ""))[1],
+                    "template_version": version, "constitution_version": constitution, "rows": n}
+                   for (j, version, constitution), n in sorted(sources.judges.items(), key=lambda kv: (kv[0][0],
+                                                                                                      kv[0][1]))],
+        "synthesis_jobs": [{"id": pk, "kind": jobs.get(pk, ("",))[0], "rows": n}
+                           for pk, n in sorted(sources.synthesis_jobs.items())],
+        "endpoints": [{"id": pk, "name": endpoints.get(pk, ("", ""))[0], "model": endpoints.get(pk, ("", ""))[1],
+                       "rows": n} for pk, n in sorted(sources.endpoints.items())],
+        "synthetic_rows": sources.synthetic,
+        "synthetic_share": round(sources.synthetic / sources.items, 4) if sources.items else 0.0,
+    }
+
+
 def snapshot_plan(*, project: Project, source: str = DatasetSnapshot.Source.HUMAN,
                   fmt: str = DatasetSnapshot.Format.PREFERENCE, weighted: bool = False,
-                  neutral: str = "positive") -> ExportPlan:
+                  neutral: str = "positive", both_bad: bool = False, filters: ExportFilters = NO_FILTERS,
+                  layout: Layout = DEFAULT_LAYOUT, user: AbstractBaseUser | None = None) -> ExportPlan:
     """The snapshot these options would make, without writing anything (the preview and the API's dry run).
 
-    A preference export is streamed (training.exporting): hashed and counted as it goes, keeping only the
+    A pairwise export is streamed (training.exporting): hashed and counted as it goes, keeping only the
     first rows, so a plan of a million rows takes the memory of a few. ValidationError (naming the field)
-    for a source or format that does not exist or does not fit the project's kind; no rows is not an error
-    here (the preview says 0 rows and why)."""
-    _options_check(project=project, source=source, fmt=fmt)
+    for a source, format or filter that does not exist or does not fit the project's kind; no rows is not
+    an error here (the preview says 0 rows and why)."""
+    _options_check(project=project, source=source, fmt=fmt, filters=filters)
     counter: Counter = Counter()
-    body = None
-    if fmt == DatasetSnapshot.Format.PREFERENCE:
+    body, sources = None, None
+    if fmt in PAIR_FORMATS:
+        projects = snapshot_projects(project=project, filters=filters, user=user)
+        counted = Sources()
         with transaction.atomic():  # PostgreSQL's server-side cursors live in a transaction
-            result = preference_export(project=project, source=source, weighted=weighted, dropped=counter,
-                                       keep=PREVIEW_ROWS, keep_lineage=PREVIEW_ROWS)
+            result = pair_export(projects=projects, source=source, fmt=fmt, weighted=weighted, filters=filters,
+                                 both_bad=both_bad, dropped=counter, sources=counted, keep=PREVIEW_ROWS,
+                                 keep_lineage=PREVIEW_ROWS)
         rows: Sequence[dict] = RowsHead([json.loads(line) for line in result.head], result.rows)
         lineage: Sequence[dict] = RowsHead(result.lineage, result.rows)
         lines, digest, count = [line[:-1] for line in result.head], result.sha256, result.rows
+        sources = sources_manifest(counted)
     else:
         rows, lineage = export_rows(project=project, fmt=fmt, source=source, weighted=weighted, neutral=neutral,
                                     dropped=counter)
         body = dataset_bytes(rows, "jsonl")
         lines, digest, count = body.decode().splitlines()[:PREVIEW_ROWS], hashlib.sha256(body).hexdigest(), len(rows)
     return ExportPlan(project=project, fmt=fmt, source=source,
-                      options=_options(fmt=fmt, weighted=weighted, neutral=neutral), rows=rows, lineage=lineage,
-                      dropped={key: counter[key] for key in DROP_REASONS if counter[key]},
+                      options=_options(fmt=fmt, weighted=weighted, neutral=neutral, both_bad=both_bad,
+                                       filters=filters, layout=layout),
+                      rows=rows, lineage=lineage, dropped={key: counter[key] for key in DROP_REASONS if counter[key]},
                       unlabeled=counter["unlabeled"], label_counts=_label_counts(project), lines=lines,
-                      sha256=digest, identical=_identical(project, digest) if count else None, body=body)
+                      sha256=digest, identical=_identical(project, digest) if count else None, body=body,
+                      sources=sources)
 
 
 def _name_free(project: Project, name: str) -> str:
@@ -259,39 +361,67 @@ def _name_free(project: Project, name: str) -> str:
     return candidate
 
 
+@functools.cache
+def code_version() -> str:
+    """The platform's version and, in a git checkout, its commit: what made a snapshot's bytes."""
+    try:
+        version = importlib.metadata.version("prefdata")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=settings.BASE_DIR, timeout=5,
+                                capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{version}+{commit}" if commit else version
+
+
 @transaction.atomic
 def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HUMAN, name: str = "",
                     weighted: bool = False, fmt: str = DatasetSnapshot.Format.PREFERENCE,
-                    neutral: str = "positive", allow_duplicate: bool = True,
-                    user: AbstractBaseUser | None = None) -> DatasetSnapshot:
+                    neutral: str = "positive", both_bad: bool = False, filters: ExportFilters = NO_FILTERS,
+                    layout: Layout = DEFAULT_LAYOUT, allow_duplicate: bool = True,
+                    user: AbstractBaseUser | None = None,
+                    progress: Callable[[int], None] | None = None) -> DatasetSnapshot:
     """Export the project's labels as an immutable JSONL file with a manifest and sha256.
 
-    The manifest keeps the options, the rows, what the export rules dropped and why, the project's label
-    counts, who made it and when, and each row's lineage (over LINEAGE_INLINE_ROWS rows, in a JSON Lines file
-    beside the snapshot that the manifest names). With ``allow_duplicate=False`` (the page and the API,
-    unless the user confirms) a snapshot whose rows are byte for byte those of an existing snapshot of the
-    project raises SnapshotIdentical naming it: the file is content-addressed, so a copy only adds a name.
+    The manifest keeps the options (filters and layout included), the rows, what the export rules dropped
+    and why, the project's label counts, who and what made the rows (``sources``: annotators, reviewers,
+    judges and their versions, synthesis jobs and endpoints), the code version, who made it and when, and
+    each row's lineage (over LINEAGE_INLINE_ROWS rows, in a JSON Lines file beside the snapshot that the
+    manifest names). A layout other than TRL JSON Lines in one split is written as a folder beside the file
+    (``training.layouts``). With ``allow_duplicate=False`` (the page and the API, unless the user confirms)
+    a snapshot whose rows are byte for byte those of an existing snapshot of the project raises
+    SnapshotIdentical naming it: the file is content-addressed, so a copy only adds a name.
 
-    A preference export streams from the database to the file (training.exporting), in memory that does not
-    grow with the rows; the step formats are built in memory.
+    A pairwise export streams from the database to the file (training.exporting), in memory that does not
+    grow with the rows; the step formats are built in memory. ``progress(rows)`` is called as it goes.
     """
-    _options_check(project=project, source=source, fmt=fmt)
+    _options_check(project=project, source=source, fmt=fmt, filters=filters)
     if name and DatasetSnapshot.objects.filter(project=project, name=name).exists():
         raise ValidationError({"name": f"The project has a snapshot named {name!r} already."})
+    projects = snapshot_projects(project=project, filters=filters, user=user) if fmt in PAIR_FORMATS else [project]
     folder = Path("snapshots") / f"project-{project.pk}"
     (settings.MEDIA_ROOT / folder).mkdir(parents=True, exist_ok=True)
     partial = settings.MEDIA_ROOT / folder / f".{uuid.uuid4().hex}.partial"
     lineage_partial = partial.with_suffix(".lineage")
+    record = EXPORT_FORMATS[fmt].record
+    layout_manifest: dict = {}
+    made: list[Path] = []
     try:
-        if fmt == DatasetSnapshot.Format.PREFERENCE:
+        sources = None
+        if fmt in PAIR_FORMATS:
             counter: Counter = Counter()
-            result = preference_export(project=project, source=source, weighted=weighted, dropped=counter,
-                                       path=partial, lineage_path=lineage_partial,
-                                       keep_lineage=LINEAGE_INLINE_ROWS + 1)
+            counted = Sources()
+            result = pair_export(projects=projects, source=source, fmt=fmt, weighted=weighted, filters=filters,
+                                 both_bad=both_bad, dropped=counter, sources=counted, path=partial,
+                                 lineage_path=lineage_partial, keep_lineage=LINEAGE_INLINE_ROWS + 1,
+                                 progress=progress)
             count, digest, lineage = result.rows, result.sha256, result.lineage
             dropped = {key: counter[key] for key in DROP_REASONS if counter[key]}
             unlabeled, label_counts = counter["unlabeled"], _label_counts(project)
             identical = _identical(project, digest) if count else None
+            sources = sources_manifest(counted)
         else:
             plan = snapshot_plan(project=project, source=source, fmt=fmt, weighted=weighted, neutral=neutral)
             count, digest, lineage, identical = len(plan.rows), plan.sha256, list(plan.lineage), plan.identical
@@ -306,29 +436,66 @@ def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HU
         # Content-addressed: the same content is the same file, and a file is never rewritten.
         if not (settings.MEDIA_ROOT / relative).exists():
             partial.rename(settings.MEDIA_ROOT / relative)
+            made.append(settings.MEDIA_ROOT / relative)
         lineage_file = {}
+        lineage_source: Sequence[dict] | Path | None = lineage
         if count > LINEAGE_INLINE_ROWS:
             lineage_relative = folder / f"{digest}.lineage-{result.lineage_sha256[:16]}.jsonl"
             if not (settings.MEDIA_ROOT / lineage_relative).exists():
                 lineage_partial.rename(settings.MEDIA_ROOT / lineage_relative)
-            lineage = None
+                made.append(settings.MEDIA_ROOT / lineage_relative)
+            lineage, lineage_source = None, settings.MEDIA_ROOT / lineage_relative
             lineage_file = {"lineage_file": str(lineage_relative), "lineage_sha256": result.lineage_sha256}
+        if not layout.is_default:
+            layout_relative = folder / f"{digest}.{layout.key}"
+            target_dir = settings.MEDIA_ROOT / layout_relative
+            if target_dir.exists():  # the same rows in the same layout: the same files
+                written = json.loads((target_dir / ".layout.json").read_text())
+            else:
+                staging = settings.MEDIA_ROOT / folder / f".{uuid.uuid4().hex}.layout"
+                written = layout_write(source=settings.MEDIA_ROOT / relative, folder=staging, layout=layout,
+                                       record=record or "", lineage=lineage_source,
+                                       groups=prompt_groups(project_ids=[p.pk for p in projects]),
+                                       data_source=project.name)
+                (staging / ".layout.json").write_text(json.dumps(written))
+                os.chmod(staging / ".layout.json", 0o444)
+                staging.rename(target_dir)
+                made.append(target_dir)
+            layout_manifest = {"layout": layout.to_dict(), "folder": str(layout_relative), "files": written["files"],
+                               "splits": {split: {**info, "file": str(layout_relative / info["file"]),
+                                                  "sha256": written["files"][info["file"]]["sha256"]}
+                                          for split, info in written["splits"].items()}}
+        created_by = ({"id": user.pk, "username": user.get_username()}
+                      if user is not None and user.is_authenticated else None)
+        options = _options(fmt=fmt, weighted=weighted, neutral=neutral, both_bad=both_bad, filters=filters,
+                           layout=layout)
+        manifest = {"project": {"id": project.pk, "name": project.name, "task_kind": project.task_kind},
+                    "projects": [{"id": p.pk, "name": p.name} for p in projects],
+                    "format": fmt, "record": record, "source": source,
+                    "options": options, "adjudications": "final",
+                    "rows": count, "sha256": digest, "created_at": timezone.now().isoformat(),
+                    "created_by": created_by, "code_version": code_version(), "dropped": dropped,
+                    "unlabeled": unlabeled, "label_counts": label_counts,
+                    **({"sources": sources} if sources is not None else {}), **layout_manifest,
+                    "lineage": lineage, **lineage_file}
+        return DatasetSnapshot.objects.create(
+            project=project, name=name, source=source, format=fmt, options=options, file=str(relative),
+            manifest=manifest, sha256=digest, rows=count, dropped=dropped,
+            created_by=user if created_by is not None else None)
+    except BaseException:
+        # Files this call made for a snapshot that is not stored (the transaction rolls back) go too.
+        for path in made:
+            if path.is_dir():
+                for child in path.iterdir():
+                    os.chmod(child, 0o644)
+                    child.unlink()
+                path.rmdir()
+            elif not DatasetSnapshot.objects.filter(file=str(path.relative_to(settings.MEDIA_ROOT))).exists():
+                path.unlink(missing_ok=True)
+        raise
     finally:
         partial.unlink(missing_ok=True)
         lineage_partial.unlink(missing_ok=True)
-    created_by = ({"id": user.pk, "username": user.get_username()}
-                  if user is not None and user.is_authenticated else None)
-    options = _options(fmt=fmt, weighted=weighted, neutral=neutral)
-    manifest = {"project": {"id": project.pk, "name": project.name, "task_kind": project.task_kind},
-                "format": fmt, "record": EXPORT_FORMATS[fmt].record, "source": source,
-                "options": options, "adjudications": "final",
-                "rows": count, "sha256": digest, "created_at": timezone.now().isoformat(),
-                "created_by": created_by, "dropped": dropped, "unlabeled": unlabeled,
-                "label_counts": label_counts, "lineage": lineage, **lineage_file}
-    return DatasetSnapshot.objects.create(
-        project=project, name=name, source=source, format=fmt, options=options, file=str(relative),
-        manifest=manifest, sha256=digest, rows=count, dropped=dropped,
-        created_by=user if created_by is not None else None)
 
 
 def snapshot_manifest(*, snapshot: DatasetSnapshot) -> dict:
@@ -340,3 +507,74 @@ def snapshot_manifest(*, snapshot: DatasetSnapshot) -> dict:
 
 def snapshot_path(*, snapshot: DatasetSnapshot) -> Path:
     return settings.MEDIA_ROOT / snapshot.file
+
+
+def snapshot_options_parse(*, project: Project, data: dict, user: AbstractBaseUser | None = None) -> dict:
+    """The options of a snapshot from what a page, the API, a command or a job was given: ``format``,
+    ``source``, ``weighted``, ``neutral``, ``both_bad``, ``filters`` (training.filters) and ``layout``
+    (training.layouts), checked against the project's kind; snapshot_create's and snapshot_plan's keyword
+    arguments. ValidationError naming the field otherwise."""
+    fmt = data.get("format") or formats_for_project(project=project)[0]
+    source = data.get("source") or DatasetSnapshot.Source.HUMAN
+    filters = filters_parse(data.get("filters"))
+    _options_check(project=project, source=source, fmt=fmt, filters=filters)
+    snapshot_projects(project=project, filters=filters, user=user)
+    return {"fmt": fmt, "source": source, "weighted": bool(data.get("weighted")),
+            "neutral": data.get("neutral") or "positive", "both_bad": bool(data.get("both_bad")),
+            "filters": filters, "layout": layout_parse(data.get("layout"), record=EXPORT_FORMATS[fmt].record)}
+
+
+def snapshot_items_count(*, project: Project, filters: ExportFilters = NO_FILTERS) -> int:
+    """The items an export of the project (and the projects its filters add) reads: what decides whether a
+    snapshot is made by a worker."""
+    ids = [project.pk, *filters.projects]
+    if project.task_kind == Project.TaskKind.STEPS:
+        return StepItem.objects.filter(project_id__in=ids).count()
+    return PairItem.objects.filter(project_id__in=ids).count()
+
+
+def snapshot_job_create(*, project: Project, data: dict, name: str = "", allow_duplicate: bool = False,
+                        user: AbstractBaseUser | None = None, start: bool = True) -> SnapshotJob:
+    """A snapshot to be made by a worker (large exports), its options checked now (ValidationError naming
+    the field) and stored as given; queued unless ``start`` is False."""
+    snapshot_options_parse(project=project, data=data, user=user)
+    if name and DatasetSnapshot.objects.filter(project=project, name=name).exists():
+        raise ValidationError({"name": f"The project has a snapshot named {name!r} already."})
+    params = {key: data[key] for key in ("format", "source", "weighted", "neutral", "both_bad", "filters", "layout")
+              if data.get(key) not in (None, "", {}, [])}
+    job = SnapshotJob.objects.create(project=project, params={**params, "name": name,
+                                                              "allow_duplicate": allow_duplicate},
+                                     created_by=user if user is not None and user.is_authenticated else None)
+    if start:
+        job_queue(job)
+    return job
+
+
+def snapshot_job_run(*, job_id: int) -> SnapshotJob | None:
+    """Make the job's snapshot under its lease, its rows counted as progress; the snapshot and the job's end
+    commit together, so a job stopped part-way leaves no snapshot and no file, and runs again from the start."""
+    return job_run(model=SnapshotJob, job_id=job_id, work=_snapshot_work, related=("project", "created_by"))
+
+
+def _snapshot_work(job: SnapshotJob, ctx: JobContext) -> None:
+    params = dict(job.params)
+    name, allow_duplicate = params.pop("name", ""), params.pop("allow_duplicate", False)
+    options = snapshot_options_parse(project=job.project, data=params, user=job.created_by)
+    total = snapshot_items_count(project=job.project, filters=options["filters"])
+    if options["fmt"] == DatasetSnapshot.Format.UNPAIRED:
+        total *= 2
+    ctx.progress(0, total)
+
+    def progress(rows: int) -> None:
+        ctx.progress(min(rows, total), total)
+        ctx.check()
+
+    try:
+        with transaction.atomic():
+            snapshot = snapshot_create(project=job.project, name=name, allow_duplicate=allow_duplicate,
+                                       user=job.created_by, progress=progress, **options)
+            ctx.progress(total, total)
+            ctx.finish(snapshot=snapshot)
+    except (ValidationError, SnapshotIdentical) as exc:
+        message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+        raise JobFailed(message) from None
