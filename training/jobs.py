@@ -196,12 +196,40 @@ def training_job_datasets(*, snapshot: DatasetSnapshot) -> tuple[Path, Path | No
 
 # -- the command --------------------------------------------------------------------------------------------
 
-# Run first when a launcher starts the trainer: the launcher (not the trainer, whose parent it is) gets
-# SIGTERM when the worker dies (Linux's PR_SET_PDEATHSIG, kept across exec), then becomes the command.
-_DIE_WITH_WORKER = ("import ctypes, os, signal, sys\n"
-                    "if sys.platform.startswith('linux'):\n"
-                    "    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\n"
-                    "os.execvp(sys.argv[1], sys.argv[1:])")
+# The parent of a launcher (``accelerate launch``), which starts the trainer as its own child: the trainer
+# cannot watch the worker (its parent is the launcher), so this does, as ``training.ml.common.parent_watch``
+# does for a trainer run directly. ``python -c <this> <worker pid> <command...>`` runs the command and
+# kills the whole process group (launcher, trainers and their workers) when the worker dies (at once on
+# Linux through PR_SET_PDEATHSIG, else within a second) or when it gets SIGTERM (a cancelled job).
+WATCH_WORKER = """\
+import os, signal, subprocess, sys, threading, time
+
+worker = int(sys.argv[1])
+
+
+def kill_group(*_):
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+
+
+signal.signal(signal.SIGTERM, kill_group)
+if sys.platform.startswith("linux"):
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+if os.getppid() != worker:
+    kill_group()
+
+
+def watch():
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != worker:
+            kill_group()
+
+
+threading.Thread(target=watch, daemon=True).start()
+sys.exit(subprocess.call(sys.argv[2:]))
+"""
 
 
 def _launched_by_accelerate(job: TrainingJob) -> bool:
@@ -210,13 +238,13 @@ def _launched_by_accelerate(job: TrainingJob) -> bool:
 
 def training_command(*, job: TrainingJob, config_path: Path) -> list[str]:
     """The command that runs the job's training script: ``python -m <script> --config <file>``, or, with an
-    accelerate config, the same under ``accelerate launch`` on ``num_processes`` processes (started so that
-    the launcher dies with the worker). Built by the method registry's ``launch_command`` where it has one."""
+    accelerate config, the same under ``accelerate launch`` on ``num_processes`` processes, under a watcher
+    of this worker (``WATCH_WORKER``). Built by the method registry's ``launch_command`` where it has one."""
     build = getattr(registry, "launch_command", None) or _launch_command
     command = list(build(job.method, str(config_path), accelerate_config=job.accelerate_config,
                          num_processes=job.num_processes))
     if _launched_by_accelerate(job):
-        command = [sys.executable, "-c", _DIE_WITH_WORKER, *command]
+        command = [sys.executable, "-c", WATCH_WORKER, str(os.getpid()), *command]
     return command
 
 
@@ -274,7 +302,7 @@ def _subprocess_run(job: TrainingJob, ctx: JobContext, command: list[str], *, na
     job's progress and metrics (so that the job's page draws its curves while it runs); log and metrics are
     written at most once a second (``FLUSH_SECONDS``), and whatever is pending at least that often. The
     trainer exits when this process dies (it watches its parent, ``training.ml.common.parent_watch``; a
-    launcher started by ``training_command`` is told by the kernel); a cancelled job kills its process group.
+    launcher is watched by ``WATCH_WORKER``); a cancelled job kills its process group.
 
     A resumed trainer says from which step (``{"event": "resume", "step": n}``): the metrics it logged up to
     there are read back from ``metrics_file`` (which it trimmed to that step), and the new ones follow."""

@@ -32,14 +32,15 @@ CHART_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("margin", "Reward margin", ("rewards/margins", "margin", "eval_rewards/margins", "eval_margin")),
     ("rewards", "Rewards: chosen and rejected", ("rewards/chosen", "rewards/rejected")),
     ("logps", "Log-probabilities: chosen and rejected", ("logps/chosen", "logps/rejected")),
+    ("logits", "Mean logits: chosen and rejected", ("logits/chosen", "logits/rejected")),
     ("kl", "KL divergence", ("kl", "objective/kl")),
     ("learning_rate", "Learning rate", ("learning_rate",)),
     ("tokens", "Tokens per second", ("tokens_per_s", "tokens_per_second", "train_tokens_per_second")),
     ("grad_norm", "Gradient norm", ("grad_norm",)),
 )
-# Keys that are no curve: the x axis, and the run's summary logged once at its end.
+# Keys that are no curve: the x axis, counts that only grow, and the run's summary logged once at its end.
 NOT_CHARTED = {"step", "epoch", "train_runtime", "train_samples_per_second", "train_steps_per_second",
-               "total_flos", "train_loss", "num_input_tokens_seen"}
+               "total_flos", "train_loss", "num_input_tokens_seen", "num_tokens"}
 COLORS = ("#3056d3", "#c02d2d", "#18794e", "#b54708", "#7a5af8", "#0e7090")
 # The drawing's box (SVG user units; it scales with the page's width) and its plot area inside.
 WIDTH, HEIGHT = 360, 170

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -19,7 +21,7 @@ from django.db import connection
 import training.jobs
 from synth.models import ModelEndpoint
 from tests.factories import ProjectFactory
-from training.jobs import _DIE_WITH_WORKER, training_command, training_job_check, training_job_run
+from training.jobs import WATCH_WORKER, training_command, training_job_check, training_job_run
 from training.ml import registry
 from training.models import DatasetSnapshot, TrainingJob
 
@@ -196,8 +198,8 @@ def test_the_command_of_one_process_and_of_accelerate(builder, monkeypatch, tmp_
         sys.executable, "-m", "training.ml.kto", "--config", str(config)]
     zero3 = TrainingJob(method="dpo", accelerate_config="/etc/training/zero3.yaml", num_processes=4)
     command = training_command(job=zero3, config_path=config)
-    assert command[:3] == [sys.executable, "-c", _DIE_WITH_WORKER]
-    assert command[3:] == [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+    assert command[:4] == [sys.executable, "-c", WATCH_WORKER, str(os.getpid())]
+    assert command[4:] == [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
                            "/etc/training/zero3.yaml", "--num_processes", "4", "-m", "training.ml.dpo",
                            "--config", str(config)]
 
@@ -213,11 +215,42 @@ def test_accelerate_reads_the_command_as_meant(tmp_path):
         "training.ml.dpo", ["--config", str(tmp_path / "config.json")])
 
 
-def test_the_launcher_shim_becomes_the_command():
-    result = subprocess.run([sys.executable, "-c", _DIE_WITH_WORKER, sys.executable, "-c",
-                             "import os; print('launched', os.getpid())"], capture_output=True, text=True,
+def test_the_watcher_runs_the_launcher_and_answers_its_exit_status():
+    result = subprocess.run([sys.executable, "-c", WATCH_WORKER, str(os.getpid()), sys.executable, "-c",
+                             "import sys; print('launched'); sys.exit(3)"], capture_output=True, text=True,
                             timeout=60)
-    assert result.returncode == 0 and result.stdout.startswith("launched"), result.stderr
+    assert (result.returncode, result.stdout) == (3, "launched\n"), result.stderr
+
+
+def test_the_watcher_kills_the_launcher_and_its_trainers_when_the_worker_dies():
+    """A stand-in worker starts the watcher (in a process group of its own, as the real one does) over a
+    launcher that starts a trainer, then dies: the whole group is gone within seconds."""
+    trainer = "import time; time.sleep(120)"
+    launcher = f"import subprocess, sys; subprocess.call([sys.executable, '-c', {trainer!r}])"
+    worker = f"""
+import os, subprocess, sys, time
+command = [sys.executable, "-c", {WATCH_WORKER!r}, str(os.getpid()), sys.executable, "-c", {launcher!r}]
+watcher = subprocess.Popen(command, start_new_session=True)
+print(watcher.pid, flush=True)
+time.sleep(2)
+os._exit(0)
+"""
+    result = subprocess.run([sys.executable, "-c", worker], capture_output=True, text=True, timeout=60)
+    group = int(result.stdout.split()[0])
+
+    def alive() -> bool:
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    deadline = time.monotonic() + 15
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if alive():
+        os.killpg(group, signal.SIGKILL)
+        pytest.fail("the launcher's process group outlived the worker")
 
 
 @pytest.mark.django_db
@@ -241,3 +274,36 @@ def test_eval_dataset_is_the_platforms_to_set(settings, media):
     assert "set by the platform" in excinfo.value.message_dict["hyperparameters"][0]
     assert training_job_check(method="dpo", snapshot=snapshot_of(settings, name="b"), hyperparameters={},
                               accelerate_config="/etc/zero3.yaml", num_processes=8) == {}
+
+
+ACCELERATE_CPU = """\
+compute_environment: LOCAL_MACHINE
+distributed_type: 'NO'
+num_processes: 1
+num_machines: 1
+machine_rank: 0
+mixed_precision: 'no'
+use_cpu: true
+"""
+
+
+@pytest.mark.django_db
+def test_a_job_launched_through_accelerate_trains_the_tiny_model(media, tiny_endpoint, tmp_path):
+    """The real path: the watcher, ``accelerate launch`` and the DPO script, which must not take the
+    launcher for a dead worker; two steps logged, the model registered."""
+    from tests.factories import PairItemFactory, PairLabelFactory
+    from training.services import snapshot_create
+
+    project = ProjectFactory()
+    for i in range(4):
+        PairLabelFactory(item=PairItemFactory(project=project), verdict="A" if i % 2 else "B")
+    config = tmp_path / "cpu.yaml"
+    config.write_text(ACCELERATE_CPU)
+    job = TrainingJob.objects.create(base_endpoint=tiny_endpoint, snapshot=snapshot_create(project=project),
+                                     hyperparameters={"max_steps": 2, "max_length": 64, "use_cpu": True},
+                                     accelerate_config=str(config))
+    job = training_job_run(job_id=job.pk)
+    assert job.status == "done", f"{job.error}\n{job.log[-3000:]}"
+    assert "`accelerate launch`" in job.log  # its notice of the defaults it used
+    assert [m["step"] for m in job.metrics if "loss" in m] == [1, 2]
+    assert job.result_endpoint.kind == "transformers" and (Path(job.artifact_path) / "config.json").is_file()
