@@ -261,6 +261,7 @@ def _launch_command(method: str, config_path: str, *, accelerate_config: str = "
 
 # How often the log and the metrics of a running trainer are written to its row (seconds).
 FLUSH_SECONDS = 1.0
+METRICS_PER_FLUSH = 1000
 LOG_LINES_KEPT = 2000
 
 
@@ -322,20 +323,22 @@ def _subprocess_run(job: TrainingJob, ctx: JobContext, command: list[str], *, na
     threading.Thread(target=_lines_read, args=(process.stdout, pending), name=f"trainer-output-{job.pk}",
                      daemon=True).start()
     log_new = metrics_new = False
-    last = 0.0
+    last = metrics_last = 0.0
 
-    def flush() -> None:
-        nonlocal log_new, metrics_new, last
+    def flush(*, final: bool = False) -> None:
+        nonlocal log_new, metrics_new, last, metrics_last
         fields: dict = {}
+        now = time.monotonic()
         if log_new:
             job.log = fields["log"] = head + "".join(lines)
-        if metrics_new:  # with the step they reached, which the heartbeat would write only later
+        # The whole series is rewritten each time: a long one less often (every 10 s at 10,000 entries).
+        if metrics_new and (final or now - metrics_last >= FLUSH_SECONDS * max(1, len(metrics) // METRICS_PER_FLUSH)):
             job.metrics = fields["metrics"] = list(metrics)
-            fields["progress"] = ctx.done
+            fields["progress"] = ctx.done  # the step they reached, which the heartbeat would write only later
+            metrics_new, metrics_last = False, now
         if fields:
             TrainingJob.objects.filter(pk=job.pk).update(**fields)
-        log_new = metrics_new = False
-        last = time.monotonic()
+        log_new, last = False, now
 
     try:
         while True:
@@ -362,7 +365,7 @@ def _subprocess_run(job: TrainingJob, ctx: JobContext, command: list[str], *, na
     finally:
         _process_group_kill(process)  # an exception here (a time limit) must not leave the trainer behind
     log_new = True
-    flush()
+    flush(final=True)
     if ctx.stop_reason is not None:
         raise JobStopped(ctx.stop_reason)
     if code != 0:
@@ -446,7 +449,7 @@ def training_job_get_for_user(*, user: AbstractBaseUser | AnonymousUser, project
     project gets 404, a member who is not a researcher 403 (``project_get_for_user``), a job of another
     project 404."""
     project = project_get_for_user(user=user, project_id=project_id, role=Membership.Role.RESEARCHER)
-    job = (TrainingJob.objects.select_related("base_endpoint", "snapshot", "result_endpoint")
+    job = (TrainingJob.objects.select_related("base_endpoint", "snapshot__project", "result_endpoint")
            .filter(pk=job_id, snapshot__project=project).first())
     if job is None:
         raise Http404("No such training job.")

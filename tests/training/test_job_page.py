@@ -216,3 +216,15 @@ def test_the_admin_links_to_the_page(client):
     client.force_login(UserFactory(username="boss", is_staff=True, is_superuser=True))
     page = client.get(reverse("admin:training_trainingjob_change", args=[job.pk])).content.decode()
     assert page_url(job) in page
+
+
+def test_the_polled_part_takes_a_few_queries_whatever_the_series_length(client, researcher,
+                                                                       django_assert_max_num_queries):
+    short = training_job(researcher.project)
+    long = training_job(researcher.project, metrics=metrics_of(3000), progress=3000, total=5000)
+    for job in (short, long):
+        with django_assert_max_num_queries(8):
+            live = client.get(page_url(job), headers={"HX-Request": "true"}).content.decode()
+        assert 'id="job-live"' in live
+    drawn = path_points(series_path(live, "loss"))  # thinned to about 500 points, the last one kept
+    assert 400 <= len(drawn) <= 501 and drawn[-1][0] == RIGHT
