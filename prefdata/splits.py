@@ -51,10 +51,12 @@ def prompt_normalise(prompt: object) -> str:
 
 
 def row_prompt(row: Mapping[str, Any]) -> object:
-    """The prompt of an export row: ``prompt`` (preference, stepwise, outcome, SFT), or the PRM800K-like
-    ``question.problem``."""
+    """The prompt of an export row: ``prompt`` (preference, stepwise, outcome, SFT), an SFT conversation's
+    ``messages`` (whose user turns ``prompt_normalise`` keeps), or the PRM800K-like ``question.problem``."""
     if "prompt" in row:
         return row["prompt"]
+    if isinstance(row.get("messages"), list):  # SFT's conversation: its user turns are the prompt
+        return row["messages"]
     question = row.get("question")
     if isinstance(question, Mapping) and "problem" in question:
         return question["problem"]

@@ -112,6 +112,20 @@ def _share(data: Mapping[str, Any], name: str, low: float = 0.0, high: float = 1
     return number
 
 
+def _date(text: str) -> dt.date | None:
+    try:
+        return parse_date(text)
+    except ValueError:
+        return None
+
+
+def _datetime(text: str) -> dt.datetime | None:
+    try:
+        return parse_datetime(text)
+    except ValueError:
+        return None
+
+
 def _moment(data: Mapping[str, Any], name: str, *, end: bool) -> dt.datetime | None:
     value = data.get(name)
     if value in (None, ""):
@@ -122,10 +136,10 @@ def _moment(data: Mapping[str, Any], name: str, *, end: bool) -> dt.datetime | N
         moment = dt.datetime.combine(value, dt.time.min)
         if end:
             moment += dt.timedelta(days=1)
-    elif isinstance(value, str) and (moment := parse_datetime(value.strip())) is not None:
-        pass
-    elif isinstance(value, str) and (day := parse_date(value.strip())) is not None:
+    elif isinstance(value, str) and len(value.strip()) == 10 and (day := _date(value.strip())) is not None:
         moment = dt.datetime.combine(day, dt.time.min) + (dt.timedelta(days=1) if end else dt.timedelta())
+    elif isinstance(value, str) and (moment := _datetime(value.strip())) is not None:
+        pass
     else:
         raise ValidationError({f"filters.{name}": f"expected a date (2026-12-01) or a time in ISO 8601, "
                                                   f"got {value!r}"})
