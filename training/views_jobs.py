@@ -46,7 +46,7 @@ COLORS = ("#3056d3", "#c02d2d", "#18794e", "#b54708", "#7a5af8", "#0e7090")
 WIDTH, HEIGHT = 360, 170
 LEFT, RIGHT, TOP, BOTTOM = 52, WIDTH - 10, 10, HEIGHT - 22
 MAX_POINTS = 500  # a longer series is thinned to about this many points (its last one kept)
-LOG_LINES_SHOWN = 20  # as many as the log's box shows without scrolling (no script scrolls it to its end)
+LOG_LINES_SHOWN = 18  # as many as the log's box shows without scrolling (no script scrolls it to its end)
 
 
 @dataclass(frozen=True)

@@ -160,7 +160,7 @@ def test_a_running_job_shows_progress_eta_setup_curves_and_log_and_polls(client,
     assert len(path_points(series_path(page, "rewards/margins"))) == 4
     assert 'id="chart-logps"' in page and 'id="chart-tokens"' in page
     # The log's tail, escaped.
-    assert "line 199" in page and "line 170\n" not in page
+    assert "line 199" in page and "line 180\n" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
     assert ">Cancel<" in page
 
@@ -228,3 +228,14 @@ def test_the_polled_part_takes_a_few_queries_whatever_the_series_length(client, 
         assert 'id="job-live"' in live
     drawn = path_points(series_path(live, "loss"))  # thinned to about 500 points, the last one kept
     assert 400 <= len(drawn) <= 501 and drawn[-1][0] == RIGHT
+
+
+def test_a_queued_job_says_where_it_waits_and_a_failed_one_shows_its_whole_error(client, researcher):
+    queued = training_job(researcher.project, status="queued", started_at=None, progress=0, metrics=[])
+    page = client.get(page_url(queued)).content.decode()
+    assert "waiting: next in the training queue" in page and "The curves appear here once" in page
+    assert re.search(r'id="job-elapsed">—<', page)
+    error = "training.ml.dpo exited with status 1:\n" + "".join(f"trace line {i}\n" for i in range(15))
+    failed = training_job(researcher.project, status="failed", error=error, finished_at=timezone.now())
+    page = client.get(page_url(failed)).content.decode()
+    assert "trace line 0" in page and "trace line 14" in page and "Failed" in page
