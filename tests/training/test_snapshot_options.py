@@ -286,7 +286,8 @@ def test_openrlhf_and_verl_layouts(many, media, client):
     client.force_login(user)
     url = reverse("training:snapshot_layout_file", args=[many.pk, snapshot.pk, "openrlhf.args"])
     assert client.get(url).status_code == 200
-    assert client.get(reverse("training:snapshot_layout_file", args=[many.pk, snapshot.pk, "x.args"])).status_code == 404
+    missing = reverse("training:snapshot_layout_file", args=[many.pk, snapshot.pk, "x.args"])
+    assert client.get(missing).status_code == 404
     assert client.get(url.replace("openrlhf.args", "..%2Fsecret")).status_code == 404
     args = folder / "openrlhf.args"
     args.chmod(0o644)
