@@ -170,10 +170,15 @@ def _config_fields(spec: Method) -> set[str]:
 
 def training_job_datasets(*, snapshot: DatasetSnapshot) -> tuple[Path, Path | None]:
     """The file to train on and the one to evaluate on (None: no evaluation). A snapshot split into train
-    and test (``manifest["splits"]``) trains on its train split only, so that the test rows stay unseen;
-    a split's file must still have the sha256 it was written with. Otherwise the whole file, and no test."""
-    splits = snapshot.manifest.get("splits") if isinstance(snapshot.manifest, dict) else None
-    if not isinstance(splits, dict) or not isinstance(splits.get("train"), dict):
+    and test (``manifest["splits"]``, TRL's JSON Lines) trains on its train split only, so that the test
+    rows stay unseen; a split's file must still have the sha256 it was written with. Otherwise the whole
+    file, and no test."""
+    manifest = snapshot.manifest if isinstance(snapshot.manifest, dict) else {}
+    splits, layout = manifest.get("splits"), manifest.get("layout") or {}
+    if (not isinstance(splits, dict) or not isinstance(splits.get("train"), dict)
+            or (layout.get("target", "trl"), layout.get("file_format", "jsonl")) != ("trl", "jsonl")):
+        # Unsplit, or split for another trainer (OpenRLHF's or verl's rows, Parquet): the scripts read TRL's
+        # JSON Lines, the snapshot's own file.
         return snapshot_path(snapshot=snapshot), None
     paths = []
     for name in ("train", "test"):

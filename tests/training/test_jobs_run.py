@@ -72,7 +72,8 @@ def write(path: Path, rows: list[dict]) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def snapshot_of(settings, *, splits: bool = False, name: str = "prefs") -> DatasetSnapshot:
+def snapshot_of(settings, *, splits: bool = False, name: str = "prefs", layout: dict | None = None
+                ) -> DatasetSnapshot:
     media = Path(settings.MEDIA_ROOT)
     rows = [{"prompt": f"p{i}", "chosen": "good", "rejected": "bad"} for i in range(5)]
     sha = write(media / f"snapshots/{name}.jsonl", rows)
@@ -83,6 +84,7 @@ def snapshot_of(settings, *, splits: bool = False, name: str = "prefs") -> Datas
                       "sha256": write(media / f"snapshots/{name}.train.jsonl", rows[:3])},
             "test": {"file": f"snapshots/{name}.test.jsonl", "rows": 2,
                      "sha256": write(media / f"snapshots/{name}.test.jsonl", rows[3:])}}
+        manifest["layout"] = layout or {"target": "trl", "file_format": "jsonl", "split": {"test": 0.4}}
     return DatasetSnapshot.objects.create(project=ProjectFactory(), name=name, file=f"snapshots/{name}.jsonl",
                                           sha256=sha, rows=5, manifest=manifest)
 
@@ -158,6 +160,15 @@ def test_a_split_snapshot_trains_on_its_train_split_and_stores_the_test_evaluati
     assert seen["eval_dataset"] == str(Path(settings.MEDIA_ROOT) / "snapshots/prefs.test.jsonl")
     assert job.evaluation == {"accuracy": 0.75, "rows": 2}
     assert TrainingJob.objects.get(pk=job.pk).evaluation == {"accuracy": 0.75, "rows": 2}
+
+
+@pytest.mark.django_db
+def test_a_split_for_another_trainer_is_not_what_the_scripts_read(fake_trainer, settings):
+    layout = {"target": "verl", "file_format": "parquet", "split": {"test": 0.4}}
+    job = training_job_run(job_id=job_of(snapshot_of(settings, splits=True, layout=layout)).pk)
+    seen = json.loads((Path(job.artifact_path) / "seen_config.json").read_text())
+    assert seen["dataset"].endswith("snapshots/prefs.jsonl") and seen["eval_dataset"] == ""
+    assert job.status == "done" and job.evaluation == {}
 
 
 @pytest.mark.django_db
@@ -307,3 +318,23 @@ def test_a_job_launched_through_accelerate_trains_the_tiny_model(media, tiny_end
     assert "`accelerate launch`" in job.log  # its notice of the defaults it used
     assert [m["step"] for m in job.metrics if "loss" in m] == [1, 2]
     assert job.result_endpoint.kind == "transformers" and (Path(job.artifact_path) / "config.json").is_file()
+
+
+@pytest.mark.django_db
+def test_a_snapshot_exported_with_a_test_split_is_evaluated_on_it(fake_trainer, settings):
+    """The split as the export writes it (``training.layouts``), not one made up here."""
+    from tests.factories import PairItemFactory, PairLabelFactory
+    from training.layouts import layout_parse
+    from training.services import snapshot_create
+
+    project = ProjectFactory()
+    for i in range(10):
+        PairLabelFactory(item=PairItemFactory(project=project), verdict="A" if i % 2 else "B")
+    snapshot = snapshot_create(project=project, layout=layout_parse({"split": 0.3}, record="preference"))
+    job = training_job_run(job_id=job_of(snapshot, method="reward").pk)
+    assert job.status == "done", job.error
+    seen = json.loads((Path(job.artifact_path) / "seen_config.json").read_text())
+    splits = snapshot.manifest["splits"]
+    assert seen["dataset"] == str(Path(settings.MEDIA_ROOT) / splits["train"]["file"])
+    assert seen["eval_dataset"] == str(Path(settings.MEDIA_ROOT) / splits["test"]["file"])
+    assert job.evaluation == {"accuracy": 0.75, "rows": splits["test"]["rows"]} and splits["test"]["rows"] > 0
