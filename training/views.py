@@ -309,6 +309,8 @@ def snapshot_diff_page(request: HttpRequest, project_id: int) -> HttpResponse:
     elif request.GET:
         error = "Choose two snapshots of this project to compare."
     sections = [(status, diff[status]) for status in STATUSES if status in diff] if diff else []
+    for change in diff["snapshot_changes"] if diff else []:
+        change["a_text"], change["b_text"] = (json.dumps(change[side], ensure_ascii=False) for side in ("a", "b"))
     for _, entries in sections:
         for entry in entries:
             entry["row_text"] = json.dumps(entry["row"], ensure_ascii=False)

@@ -101,3 +101,41 @@ def test_a_steps_project_pages_through_solutions(context_at, live_server, width)
     page.goto(live_server.url + reverse("training:datasets", args=[project.pk]))
     page.locator("#preview .export-count").wait_for()
     shot(page, f"steps-datasets-{width}")
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_filters_a_split_layout_and_the_compare_page(context_at, live_server, width, media):
+    member = MembershipFactory(researcher=True, user__username=f"filters{width}")
+    project = member.project
+    for i in range(12):
+        PairLabelFactory(item__project=project, item__prompt__messages=[{"role": "user", "content": f"q{i}?"}],
+                         verdict="A", strength=4 if i < 5 else 1, annotator__username=f"ann{width}-{i % 2}")
+    page = context_at(width)
+    login(page, live_server, member.user.username)
+    page.goto(live_server.url + reverse("training:datasets", args=[project.pk]))
+    page.locator("#preview .export-count", has_text="12 rows").wait_for()
+    # A filter narrows the preview as it changes: the agreeing votes' strength.
+    page.locator("#export-filters summary").click()
+    page.fill("#id_min_strength", "3")
+    page.locator("#id_min_strength").dispatch_event("change")
+    page.locator("#preview .export-count", has_text="5 rows").wait_for()
+    assert "7 weaker than asked for" in page.locator("#preview").inner_text()
+    page.locator("#export-layout summary").click()
+    page.fill("#id_test_share", "0.4")
+    shot(page, f"datasets-filters-{width}")
+    page.fill("#id_name", "strong-split")
+    page.click("button[value=create]")
+    page.locator("table.snapshots", has_text="strong-split").wait_for()
+    snapshot = DatasetSnapshot.objects.get(name="strong-split")
+    assert set(snapshot.manifest["splits"]) <= {"train", "test"} and snapshot.rows == 5
+    assert "split" in page.locator("table.snapshots").inner_text()
+    # A second snapshot of every row (the page came back with its sections closed), then the compare page.
+    page.fill("#id_name", "all")
+    page.click("button[value=create]")
+    page.locator("table.snapshots", has_text="all").wait_for()
+    page.get_by_role("link", name="Compare two snapshots →").click()
+    page.locator(".diff-counts").wait_for()
+    assert "7 added" in " ".join(page.locator(".diff-counts").inner_text().split())
+    width_now, inner = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width_now <= inner, f"the compare page is {width_now} px wide on a {inner} px screen"
+    shot(page, f"datasets-compare-{width}")
