@@ -89,12 +89,13 @@ def test_huge_or_pathological_answers_do_not_hang(response, isolate):
 
 
 def test_the_time_budget_interrupts_a_slow_comparison():
-    # A symbolic comparison takes tens of milliseconds; a budget of 1 ms cannot hold it.
-    result = math_verify(response="\\boxed{x^2+2x+1}", reference="(x+1)^2", timeout_s=0.001)
+    # A symbolic comparison takes tens of milliseconds; a budget of 1 ms cannot hold it. ("x(x+2)" is outside
+    # the identity fast path, which could read it as a function call.)
+    result = math_verify(response="\\boxed{x(x+2)+1}", reference="(x+1)^2", timeout_s=0.001)
     assert not result.correct
     assert "timeout" in result.reason
     # The helper process was replaced: the next answer is checked normally.
-    assert math_verify(response="\\boxed{x^2+2x+1}", reference="(x+1)^2").correct
+    assert math_verify(response="\\boxed{x(x+2)+1}", reference="(x+1)^2").correct
 
 
 def test_works_off_the_main_thread():
@@ -109,3 +110,40 @@ def test_works_off_the_main_thread():
     for thread in threads:
         thread.join(60)
     assert results[True].correct and results[False].correct
+
+
+@pytest.mark.parametrize(("response", "reference"), [
+    ("\\boxed{x^2 + 14x + 49}", "(x+7)^2"),
+    ("\\boxed{\\frac{x^2-1}{x-1}}", "x+1"),
+    ("\\boxed{\\left(a+b\\right)^{3}}", "a^3+3a^2b+3a\\cdot b^2+b^3"),
+    ("\\boxed{\\dfrac{2x}{4}}", "x\\cdot\\frac{1}{2}"),
+])
+def test_rational_functions_are_identified_at_random_points(response, reference):
+    result = math_verify(response=response, reference=reference)
+    assert result.correct, result
+    assert result.reason == "boxed: identity at random points"
+
+
+@pytest.mark.parametrize(("response", "reference"), [
+    ("\\boxed{x^2}", "x"),  # agree at 0 and 1
+    ("\\boxed{(x-1)(x-2)(x-3)+x}", "x"),  # agree at 1, 2 and 3
+    ("\\boxed{x^2 + 14x + 48}", "(x+7)^2"),
+    ("\\boxed{xy+1}", "x+1"),
+    ("\\boxed{(x+1)^{2}y}", "(x+1)^2"),
+])
+def test_polynomials_that_agree_at_some_points_are_told_apart(response, reference):
+    result = math_verify(response=response, reference=reference)
+    assert not result.correct, result
+
+
+def test_what_latex2sympy_reads_otherwise_goes_to_math_verify():
+    # "2(3)" is 5 and "2\frac{1}{2}" a mixed number to latex2sympy, "x/2x" is x/(2x), "s(t)" a function;
+    # a side that is a constant or a lone variable is compared by math-verify's own rules.
+    from prefdata.verifiers.math import _identity_compare
+
+    assert _identity_compare("x^2+2x+1", "(x+1)^2") is True
+    assert _identity_compare("x^2+2x+2", "(x+1)^2") is False
+    for answer, reference in [("x/2x", "1/2"), ("2(x)", "2x"), ("2\\frac{x}{2}", "x"), ("s(t)", "st"),
+                              ("x^23", "x^2\\cdot 3"), ("2^3^x", "8^x"), ("\\sqrt{x^2}", "x"),
+                              ("(x+1)^2-x^2-2x", "1"), ("x+y-y", "x"), ("1.5x", "3x/2"), ("x^{1/2}", "x")]:
+        assert _identity_compare(answer, reference) is None, (answer, reference)
