@@ -165,9 +165,10 @@ class Run:
     def input_prompts(self) -> list[Prompt]:
         """The project's prompts this job works on (fixed when it was created), not yet done."""
         prompts = Prompt.objects.filter(project=self.job.project, pk__lte=self.params.get("_upto_prompt", 0))
+        prompts = prompts.order_by("id")
         if self.params.get("max_prompts"):
-            prompts = prompts.order_by("id")[: self.params["max_prompts"]]
-        return [p for p in prompts.order_by("id") if f"prompt:{p.pk}" not in self.done]
+            prompts = prompts[: self.params["max_prompts"]]
+        return [p for p in prompts if f"prompt:{p.pk}" not in self.done]
 
     def dedup_index(self) -> NearDuplicateIndex:
         """The project's prompts (as existing texts) and this job's new prompts so far (as its own)."""

@@ -356,9 +356,12 @@ def test_best_of_n_curve_kl_bound_sft_and_pair(tiny_endpoint, scorer_endpoint):
 
 
 def test_sampling_on_the_tiny_model_makes_all_pairs(tiny_endpoint):
-    project = project_with(["What is the capital of France?"])
+    project = project_with(["What is the capital of France?", "Not this one: max_prompts is 1."])
     job = run(synthesis_job_create(project=project, endpoint=tiny_endpoint, kind="sampling", start=False,
-                                   params={"n": 3, "max_new_tokens": 6, "temperature": 1.0, "dedup_threshold": 1.0}))
+                                   params={"n": 3, "max_new_tokens": 6, "temperature": 1.0, "dedup_threshold": 1.0,
+                                           "max_prompts": 1}))
+    assert (job.total, job.progress) == (1, 1)
+    assert not PairItem.objects.filter(prompt=project.prompts.order_by("id").last()).exists()
     kept = job.stats["counts"]["samples"] - job.stats["counts"].get("duplicates_exact", 0) \
         - job.stats["counts"].get("duplicates_near", 0)
     assert PairItem.objects.filter(project=project).count() == kept * (kept - 1) // 2
