@@ -338,3 +338,57 @@ def test_a_snapshot_exported_with_a_test_split_is_evaluated_on_it(fake_trainer, 
     assert seen["dataset"] == str(Path(settings.MEDIA_ROOT) / splits["train"]["file"])
     assert seen["eval_dataset"] == str(Path(settings.MEDIA_ROOT) / splits["test"]["file"])
     assert job.evaluation == {"accuracy": 0.75, "rows": splits["test"]["rows"]} and splits["test"]["rows"] > 0
+
+
+# A trainer resumed from its checkpoint at step 2: it keeps the metrics up to there, says so, logs on.
+FAKE_RESUMED_TRAINER = r'''
+import json, os, sys, time
+from pathlib import Path
+
+cfg = json.loads(Path(sys.argv[sys.argv.index("--config") + 1]).read_text())
+out = Path(cfg["output_dir"])
+metrics = out / "metrics.jsonl"
+metrics.write_text("".join(json.dumps({"step": s, "loss": 1.0 / s}) + "\n" for s in (1, 2)))
+print(json.dumps({"event": "resume", "checkpoint": "checkpoint-2", "step": 2}), flush=True)
+with metrics.open("a") as handle:
+    handle.write(json.dumps({"step": 3, "loss": 0.3}) + "\n")
+print(json.dumps({"event": "log", "step": 3, "loss": 0.3}), flush=True)
+deadline = time.time() + 60
+while not Path(os.environ["FAKE_RELEASE"]).exists() and time.time() < deadline:
+    time.sleep(0.05)
+(out / "config.json").write_text("{}")
+'''
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_resumed_trainer_shows_the_metrics_before_its_checkpoint_and_the_new_ones(settings, media, tmp_path,
+                                                                                  monkeypatch):
+    script = tmp_path / "resumed.py"
+    script.write_text(FAKE_RESUMED_TRAINER)
+    release = tmp_path / "release"
+    monkeypatch.setenv("FAKE_RELEASE", str(release))
+    monkeypatch.setattr(training.jobs, "training_command",
+                        lambda *, job, config_path: [sys.executable, str(script), "--config", str(config_path)])
+    # What the attempt before the worker died had written: steps 1 to 4 (4 is past its last checkpoint).
+    job = job_of(snapshot_of(settings), metrics=[{"step": s, "loss": 9.0} for s in range(1, 5)])
+
+    def run() -> None:
+        try:
+            training_job_run(job_id=job.pk)
+        finally:
+            connection.close()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    try:
+        deadline = time.monotonic() + 30
+        while (TrainingJob.objects.get(pk=job.pk).metrics or [{}])[-1].get("loss") != 0.3 \
+                and time.monotonic() < deadline:
+            time.sleep(0.1)
+        live = TrainingJob.objects.get(pk=job.pk)
+        assert not release.exists()
+        assert live.metrics == [{"step": 1, "loss": 1.0}, {"step": 2, "loss": 0.5}, {"step": 3, "loss": 0.3}]
+    finally:
+        release.touch()
+        worker.join(60)
+    assert TrainingJob.objects.get(pk=job.pk).status == "done"
