@@ -294,7 +294,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "synth.tasks.*": {"queue": "gpu"},
     "judges.tasks.*": {"queue": "gpu"},
-    "training.tasks.snapshot_job_run_task": {"queue": "celery"},  # an export, not a trainer: the default queue
+    "training.tasks.snapshot_job_run_task": {"queue": "default"},  # an export, not a trainer
     "training.tasks.*": {"queue": "training"},
 }
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -58,6 +58,8 @@ CONFIG = {
             r"^/api/token/$",  # a username and password that match
             r"/imports/$",  # a file in the format it names
             r"/snapshots/$",  # a format of the project's kind, labels to export, a name not taken
+            r"/training-jobs/$",  # a snapshot and endpoint of the project, of the method's kind
+            r"/synthesis/$",  # an endpoint usable for the kind, a cost confirmed
         ]
     ] + [
         # The one multipart/form-data body: a form's empty field is "not given" to DRF (the default applies),

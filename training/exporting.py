@@ -56,6 +56,7 @@ Lineage = tuple[int, int, int, int, str, tuple[int, ...], tuple[int, ...]]
 
 _json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), encoder made once
 _DECISIVE = ("A", "B")
+_NO_GENERATION = (None, None, None, None, None)
 NO_FILTERS = ExportFilters()
 
 
@@ -240,10 +241,10 @@ class Sources:
 
 # What the export reads of an item, in order (a tuple per item: the hot path of a million rows).
 _ITEM_COLUMNS = ("id", "prompt_id", "completion_a_id", "completion_a__text", "completion_b_id",
-                 "completion_b__text", "final_verdict", "final_strength", "adjudicated_by_id",
-                 "completion_a__generation__job_id", "completion_a__generation__endpoint_id",
-                 "completion_b__generation__job_id", "completion_b__generation__endpoint_id",
-                 "completion_a__generation__id", "completion_b__generation__id")
+                 "completion_b__text", "final_verdict", "final_strength", "adjudicated_by_id")
+# Of the items with a generated reply only (a stream of its own: none for a project of human data).
+_GENERATED_COLUMNS = ("id", "completion_a__generation__job_id", "completion_a__generation__endpoint_id",
+                      "completion_b__generation__job_id", "completion_b__generation__endpoint_id")
 
 
 def _unpaired_lines(prompt_json: str, chosen: str, rejected: str, label_rejected: bool = False) -> tuple[str, str]:
@@ -285,6 +286,8 @@ def pair_lines(*, projects: Sequence[Project], source: str, fmt: str = "preferen
     human, ai = source in ("human", "both"), source in ("ai", "both")
     raw = connection.vendor == "postgresql"
     synthetic_seen = 0
+    min_agreement, min_strength = filters.min_agreement, filters.min_strength
+    annotators = sources.annotators if sources is not None else Counter()
     for project in projects:
         if dropped is not None:
             gold = gold_labeled(project=project, source=source, filters=filters)
@@ -305,8 +308,11 @@ def pair_lines(*, projects: Sequence[Project], source: str, fmt: str = "preferen
                            .order_by("item_id", "id")
                            .values_list("item_id", "id", "verdict", "probability", "judge_id", "template_version",
                                         "constitution_version").iterator(chunk_size=chunk_size) if ai else None)
-        for (messages, item_id, prompt_id, a_id, a_text, b_id, b_text, final_verdict, final_strength, adjudicator,
-             a_job, a_endpoint, b_job, b_endpoint, a_gen, b_gen) in _read_ahead(items):
+        generated = _Merge(PairItem.objects.filter(project=project, is_gold=False)
+                           .filter(Q(completion_a__generation__isnull=False) | Q(completion_b__generation__isnull=False))
+                           .order_by("id").values_list(*_GENERATED_COLUMNS).iterator(chunk_size=chunk_size))
+        for (messages, item_id, prompt_id, a_id, a_text, b_id, b_text, final_verdict, final_strength,
+             adjudicator) in _read_ahead(items):
             votes = labels.take(item_id) if human else []
             verdict: str | None = None
             by = "human"
@@ -337,16 +343,17 @@ def pair_lines(*, projects: Sequence[Project], source: str, fmt: str = "preferen
                     else:
                         dropped["no_majority" if votes or judged else "unlabeled"] += 1
                 continue  # ties and both-bad say nothing about which to prefer
-            if filters.min_agreement is not None and agreement < filters.min_agreement:
+            if min_agreement is not None and agreement < min_agreement:
                 if dropped is not None:
                     dropped["low_agreement"] += 1
                 continue
-            if filters.min_strength is not None and by == "human" and (margin is None
-                                                                        or margin < filters.min_strength):
+            if min_strength is not None and by == "human" and (margin is None or margin < min_strength):
                 if dropped is not None:
                     dropped["weak"] += 1
                 continue
-            synthetic = a_gen is not None or b_gen is not None
+            generation = generated.take(item_id)
+            synthetic = bool(generation)
+            _, a_job, a_endpoint, b_job, b_endpoint = generation[0] if synthetic else _NO_GENERATION
             if synthetic and synthetic_keep is not None:
                 kept, seen = synthetic_keep
                 j, synthetic_seen = synthetic_seen, synthetic_seen + 1
@@ -368,7 +375,7 @@ def pair_lines(*, projects: Sequence[Project], source: str, fmt: str = "preferen
                 if keep_both_bad:
                     continue  # no reply to learn from
                 line = _sft_line(json.loads(messages) if raw else messages, chosen[1])
-            jobs = tuple(sorted({j for j in (a_job, b_job) if j is not None}))
+            jobs = tuple(sorted({j for j in (a_job, b_job) if j is not None})) if synthetic else ()
             if sources is not None:
                 sources.items += 1
                 if by == "human":
@@ -376,8 +383,10 @@ def pair_lines(*, projects: Sequence[Project], source: str, fmt: str = "preferen
                         sources.adjudicated += 1
                         if adjudicator is not None:
                             sources.adjudicators[adjudicator] += 1
+                    elif len(votes) == 1:
+                        annotators[votes[0][4]] += 1
                     else:
-                        sources.annotators.update({vote[4] for vote in votes})
+                        annotators.update({vote[4] for vote in votes})
                 else:
                     sources.judges.update({(j[4], j[5], j[6]) for j in judged})
                 if synthetic:

@@ -182,8 +182,9 @@ def test_a_line_is_json_dumps_of_the_row(margin):
 
 def test_the_export_queries_do_not_grow_with_the_rows(varied_project, django_assert_max_num_queries):
     def stream() -> int:
-        # gold count, items, labels, judgments: chunks of 2 rows, whatever the number of rows
-        with transaction.atomic(), django_assert_max_num_queries(4):
+        # gold count, items, items with a generated reply, labels, judgments: chunks of 2 rows, whatever the
+        # number of rows
+        with transaction.atomic(), django_assert_max_num_queries(5):
             return len(list(preference_lines(project=varied_project, source="both", dropped=Counter(),
                                              chunk_size=2)))
 

@@ -383,3 +383,13 @@ def test_the_compare_page_shows_an_adjudication_and_the_lineage_downloads(people
     client.force_login(UserFactory())
     assert client.get(reverse("training:snapshot_diff", args=[project.pk])).status_code == 404
     assert Counter(after.manifest["sources"]["adjudications"]["reviewers"][0].values())[bob.pk] == 1
+
+
+def test_snapshot_jobs_go_to_the_default_queue_and_training_to_its_own():
+    from config.celery import app
+
+    def queue(task):
+        return app.amqp.router.route({}, task)["queue"].name
+
+    assert queue("training.tasks.snapshot_job_run_task") == "default"  # a worker of the default queue exports
+    assert queue("training.tasks.training_job_run_task") == "training"
