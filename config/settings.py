@@ -266,7 +266,8 @@ JOB_HEARTBEAT_SECONDS = float(os.environ.get("JOB_HEARTBEAT_SECONDS", "15"))
 JOB_REAP_SECONDS = float(os.environ.get("JOB_REAP_SECONDS", "30"))
 # Soft time limit of one task of each kind (a judge run's task is one chunk); the hard limit is this
 # margin later. Enforced by the prefork pool (the solo pool of the embedded default has none).
-JOB_TIME_LIMITS = {"import": 6 * 3600, "synthesis": 6 * 3600, "judge": 2 * 3600, "training": 48 * 3600, "snapshot": 4 * 3600}
+JOB_TIME_LIMITS = {"import": 6 * 3600, "synthesis": 6 * 3600, "judge": 2 * 3600, "training": 48 * 3600,
+                   "snapshot": 4 * 3600}
 JOB_HARD_LIMIT_MARGIN = 600
 # A message is handed to another worker when it is not acknowledged within the visibility timeout
 # (Redis): longer than the longest hard limit, so a job that runs is never delivered twice for that

@@ -309,7 +309,8 @@ def pair_lines(*, projects: Sequence[Project], source: str, fmt: str = "preferen
                            .values_list("item_id", "id", "verdict", "probability", "judge_id", "template_version",
                                         "constitution_version").iterator(chunk_size=chunk_size) if ai else None)
         generated = _Merge(PairItem.objects.filter(project=project, is_gold=False)
-                           .filter(Q(completion_a__generation__isnull=False) | Q(completion_b__generation__isnull=False))
+                           .filter(Q(completion_a__generation__isnull=False)
+                                   | Q(completion_b__generation__isnull=False))
                            .order_by("id").values_list(*_GENERATED_COLUMNS).iterator(chunk_size=chunk_size))
         for (messages, item_id, prompt_id, a_id, a_text, b_id, b_text, final_verdict, final_strength,
              adjudicator) in _read_ahead(items):
