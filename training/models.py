@@ -85,6 +85,7 @@ class DatasetSnapshot(models.Model):
         AI = "ai", "AI judgments"
         BOTH = "both", "Human labels, AI judgments where no human label"
         AUTO = "auto", "Automatic step labels (imported or computed)"
+        SYNTHETIC = "synthetic", "Synthesis jobs' own choices (SFT targets, revision over original, best over worst)"
 
     project = models.ForeignKey("annotate.Project", on_delete=models.PROTECT, related_name="snapshots")
     name = models.CharField(max_length=200)

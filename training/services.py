@@ -124,11 +124,62 @@ def sources_for_project(*, project: Project) -> list[str]:
     """The label sources an export of the project's kind can read."""
     if project.task_kind == Project.TaskKind.STEPS:
         return [DatasetSnapshot.Source.HUMAN, DatasetSnapshot.Source.AI, DatasetSnapshot.Source.AUTO]
-    return [DatasetSnapshot.Source.HUMAN, DatasetSnapshot.Source.AI, DatasetSnapshot.Source.BOTH]
+    return [DatasetSnapshot.Source.HUMAN, DatasetSnapshot.Source.AI, DatasetSnapshot.Source.BOTH,
+            DatasetSnapshot.Source.SYNTHETIC]
+
+
+def synthetic_rows(*, project: Project, fmt: str, jobs: Sequence[int] = ()) -> tuple[list[dict], list[dict]]:
+    """The rows synthesis jobs decided themselves, and their lineage: SFT targets (a constitutional revision,
+    the best of N) as prompt-completion rows; pairs whose preferred side the job chose (the revision over
+    the original, best over worst by a scorer) as preference rows, or unpaired rows."""
+    from synth.models import SyntheticRow
+
+    if fmt == DatasetSnapshot.Format.SFT:
+        rows = SyntheticRow.objects.filter(project=project, kind=SyntheticRow.Kind.SFT)
+        rows = rows.filter(job_id__in=jobs) if jobs else rows
+        out, lineage = [], []
+        for row in rows.order_by("id").iterator(chunk_size=2000):
+            out.append(SFTRow(prompt=row.messages, completion=[{"role": "assistant", "content": row.completion}])
+                       .to_dict())
+            lineage.append({"synthetic_row": row.pk, "prompt": row.prompt_id, "by": "synthesis",
+                            "synthesis_jobs": [row.job_id], "depth": row.depth, "parents": row.parents})
+        return out, lineage
+    pairs = (SyntheticRow.objects.filter(project=project, kind=SyntheticRow.Kind.PAIR, pair_item__isnull=False,
+                                         meta__has_key="chosen")
+             .select_related("pair_item__prompt", "pair_item__completion_a", "pair_item__completion_b"))
+    pairs = pairs.filter(job_id__in=jobs) if jobs else pairs
+    rows, lineage = [], []
+    for row in pairs.order_by("id").iterator(chunk_size=2000):
+        item = row.pair_item
+        chosen, rejected = item.completion_a, item.completion_b
+        if row.meta.get("chosen") == rejected.pk:
+            chosen, rejected = rejected, chosen
+        elif row.meta.get("chosen") != chosen.pk:
+            continue  # the chosen reply is not one of the pair's
+        margin = row.meta.get("margin")
+        rows.append(PreferenceRow(prompt=item.prompt.messages, chosen=[{"role": "assistant", "content": chosen.text}],
+                                  rejected=[{"role": "assistant", "content": rejected.text}],
+                                  margin=round(float(margin), 4) if isinstance(margin, int | float) else None)
+                    .to_dict())
+        lineage.append({"item": item.pk, "prompt": item.prompt_id, "chosen": chosen.pk, "rejected": rejected.pk,
+                        "by": "synthesis", "synthesis_jobs": [row.job_id], "strategy": row.meta.get("strategy", ""),
+                        "depth": row.depth})
+    return _pair_rows_as(fmt, rows, lineage)
+
+
+def _pair_rows_as(fmt: str, rows: list[dict], lineage: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Preference rows as the pairwise format asked for (the in-memory reference of the streamed export)."""
+    if fmt == DatasetSnapshot.Format.UNPAIRED:
+        unpaired = [UnpairedRow(row["prompt"], reply, good).to_dict()
+                    for row in rows for reply, good in ((row["chosen"], True), (row["rejected"], False))]
+        return unpaired, [entry for entry in lineage for _ in range(2)]
+    if fmt == DatasetSnapshot.Format.SFT:
+        return [SFTRow(messages=[*row["prompt"], *row["chosen"]]).to_dict() for row in rows], lineage
+    return rows, lineage
 
 
 def export_rows(*, project: Project, fmt: str, source: str, weighted: bool = False, neutral: str = "positive",
-                dropped: Counter | None = None) -> tuple[list[dict], list[dict]]:
+                dropped: Counter | None = None, filters: ExportFilters = NO_FILTERS) -> tuple[list[dict], list[dict]]:
     """The rows of an export and their lineage, for any format the project's kind supports; with
     ``dropped``, what the export's rules left out, counted by reason."""
     steps = project.task_kind == Project.TaskKind.STEPS
@@ -145,14 +196,10 @@ def export_rows(*, project: Project, fmt: str, source: str, weighted: bool = Fal
         raise ValidationError({"source": str(exc)}) from None
     if source == DatasetSnapshot.Source.AUTO:
         raise ValidationError({"source": "pairwise exports come from people or AI judges"})
+    if source == DatasetSnapshot.Source.SYNTHETIC:
+        return synthetic_rows(project=project, fmt=fmt, jobs=filters.synthesis_jobs)
     rows, lineage = preference_rows(project=project, source=source, weighted=weighted, dropped=dropped)
-    if fmt == DatasetSnapshot.Format.UNPAIRED:  # the in-memory reference of the streamed export
-        unpaired = [UnpairedRow(row["prompt"], reply, good).to_dict()
-                    for row in rows for reply, good in ((row["chosen"], True), (row["rejected"], False))]
-        return unpaired, [entry for entry in lineage for _ in range(2)]
-    if fmt == DatasetSnapshot.Format.SFT:
-        return [SFTRow(messages=[*row["prompt"], *row["chosen"]]).to_dict() for row in rows], lineage
-    return rows, lineage
+    return _pair_rows_as(fmt, rows, lineage)
 
 
 PREVIEW_ROWS = 5
@@ -247,6 +294,11 @@ def _options_check(*, project: Project, source: str, fmt: str, filters: ExportFi
         raise ValidationError({"source": "pairwise exports come from people or AI judges"})
     if filters and fmt not in PAIR_FORMATS:
         raise ValidationError({"filters": "filters apply to exports of pairwise projects"})
+    if source == DatasetSnapshot.Source.SYNTHETIC:
+        if fmt not in PAIR_FORMATS:
+            raise ValidationError({"source": "synthesis jobs' rows are exported from pairwise projects"})
+        if filters != ExportFilters(synthesis_jobs=filters.synthesis_jobs):
+            raise ValidationError({"filters": "the rows of synthesis jobs are filtered by job only"})
     if project.pk in filters.projects:
         raise ValidationError({"filters.projects": "the snapshot's own project is always in it"})
 
@@ -326,7 +378,7 @@ def snapshot_plan(*, project: Project, source: str = DatasetSnapshot.Source.HUMA
     _options_check(project=project, source=source, fmt=fmt, filters=filters)
     counter: Counter = Counter()
     body, sources = None, None
-    if fmt in PAIR_FORMATS:
+    if fmt in PAIR_FORMATS and source != DatasetSnapshot.Source.SYNTHETIC:
         projects = snapshot_projects(project=project, filters=filters, user=user)
         counted = Sources()
         with transaction.atomic():  # PostgreSQL's server-side cursors live in a transaction
@@ -339,7 +391,7 @@ def snapshot_plan(*, project: Project, source: str = DatasetSnapshot.Source.HUMA
         sources = sources_manifest(counted)
     else:
         rows, lineage = export_rows(project=project, fmt=fmt, source=source, weighted=weighted, neutral=neutral,
-                                    dropped=counter)
+                                    dropped=counter, filters=filters)
         body = dataset_bytes(rows, "jsonl")
         lines, digest, count = body.decode().splitlines()[:PREVIEW_ROWS], hashlib.sha256(body).hexdigest(), len(rows)
     return ExportPlan(project=project, fmt=fmt, source=source,
@@ -410,7 +462,7 @@ def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HU
     made: list[Path] = []
     try:
         sources = None
-        if fmt in PAIR_FORMATS:
+        if fmt in PAIR_FORMATS and source != DatasetSnapshot.Source.SYNTHETIC:
             counter: Counter = Counter()
             counted = Sources()
             result = pair_export(projects=projects, source=source, fmt=fmt, weighted=weighted, filters=filters,
@@ -423,7 +475,8 @@ def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HU
             identical = _identical(project, digest) if count else None
             sources = sources_manifest(counted)
         else:
-            plan = snapshot_plan(project=project, source=source, fmt=fmt, weighted=weighted, neutral=neutral)
+            plan = snapshot_plan(project=project, source=source, fmt=fmt, weighted=weighted, neutral=neutral,
+                                 filters=filters)
             count, digest, lineage, identical = len(plan.rows), plan.sha256, list(plan.lineage), plan.identical
             dropped, unlabeled, label_counts = plan.dropped, plan.unlabeled, plan.label_counts
             partial.write_bytes(plan.body or b"")

@@ -393,3 +393,34 @@ def test_snapshot_jobs_go_to_the_default_queue_and_training_to_its_own():
 
     assert queue("training.tasks.snapshot_job_run_task") == "default"  # a worker of the default queue exports
     assert queue("training.tasks.training_job_run_task") == "training"
+
+
+def test_the_rows_synthesis_jobs_chose_themselves(people, media):
+    from synth.models import SyntheticRow
+
+    project, ann, _ = people
+    endpoint = ModelEndpoint.objects.create(name="gen", path="unused")
+    revise, other = (SynthesisJob.objects.create(project=project, endpoint=endpoint) for _ in range(2))
+    item = _item(project, "revise it")
+    # The revision (b) was chosen over the original (a); a pair whose chosen reply is not its own is skipped.
+    SyntheticRow.objects.create(project=project, job=revise, kind=SyntheticRow.Kind.PAIR, pair_item=item,
+                                prompt=item.prompt, depth=2, meta={"chosen": item.completion_b_id, "margin": 0.5,
+                                                                   "strategy": "revision_over_original"})
+    stray = _item(project, "stray")
+    SyntheticRow.objects.create(project=project, job=other, kind=SyntheticRow.Kind.PAIR, pair_item=stray,
+                                prompt=stray.prompt, meta={"chosen": item.completion_a_id})
+    SyntheticRow.objects.create(project=project, job=other, kind=SyntheticRow.Kind.SFT, prompt=item.prompt,
+                                messages=item.prompt.messages, completion="the best of four", depth=1)
+    pairs = snapshot_create(project=project, source="synthetic")
+    assert _rows(pairs) == [{"prompt": item.prompt.messages,
+                             "chosen": [{"role": "assistant", "content": item.completion_b.text}],
+                             "rejected": [{"role": "assistant", "content": item.completion_a.text}], "margin": 0.5}]
+    assert pairs.manifest["lineage"][0]["synthesis_jobs"] == [revise.pk]
+    sft = snapshot_create(project=project, source="synthetic", fmt="sft",
+                          filters=filters_parse({"synthesis_jobs": [other.pk]}))
+    assert _rows(sft) == [{"prompt": item.prompt.messages,
+                           "completion": [{"role": "assistant", "content": "the best of four"}]}]
+    assert snapshot_plan(project=project, source="synthetic", fmt="sft",
+                         filters=filters_parse({"synthesis_jobs": [revise.pk]})).rows == []
+    with pytest.raises(ValidationError, match="filtered by job only"):
+        snapshot_options_parse(project=project, data={"source": "synthetic", "filters": {"min_agreement": 0.5}})
