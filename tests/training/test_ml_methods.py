@@ -211,6 +211,19 @@ def test_prm_labels_only_the_separator_after_each_step(tiny_model_dir):
     assert [label for label in short["labels"] if label != IGNORE] == [1]
 
 
+def test_the_prm_training_set_keeps_unlabelled_tokens_ignored(tmp_path, tiny_model_dir):
+    """Read from a snapshot whose labels are booleans, the labels stay -100 / 0 / 1 (not cast to booleans)."""
+    from training.ml.common import rows_load, tokenizer_load
+    from training.ml.prm import IGNORE, dataset_build
+
+    train, _ = snapshot(tmp_path, "stepwise")
+    dataset = dataset_build(rows_load(str(train)), tokenizer=tokenizer_load(str(tiny_model_dir)), separator="\n",
+                            max_length=64, soft=False)
+    for built, row in zip(dataset, ROWS["stepwise"], strict=True):
+        assert set(built["labels"]) <= {IGNORE, 0, 1} and built["labels"].count(IGNORE) > len(row.labels)
+        assert [label for label in built["labels"] if label != IGNORE] == [int(v) for v in row.labels]
+
+
 def test_first_error_follows_processbench():
     from training.ml.evaluate import first_error
 

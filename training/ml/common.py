@@ -286,7 +286,7 @@ def training_arguments(run: Run) -> dict[str, Any]:
         use_cpu=cfg.use_cpu,
         bf16=bf16_use(cfg),
         fp16=False,
-        gradient_checkpointing=cfg.gradient_checkpointing,
+        activation_checkpointing=cfg.gradient_checkpointing,
         dataloader_num_workers=0,
         disable_tqdm=True,
     )

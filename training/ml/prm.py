@@ -77,6 +77,18 @@ def features(row: dict, *, tokenizer, separator: str, max_length: int, soft: boo
     return {"input_ids": ids, "labels": labels}
 
 
+def dataset_build(rows, *, tokenizer, separator: str, max_length: int, soft: bool):  # noqa: ANN001, ANN201
+    """The token ids and labels of each stepwise row with at least one step that fits in ``max_length``.
+
+    Built from a list rather than with ``Dataset.map``: a mapped column that keeps the name ``labels`` keeps its
+    type too (a list of booleans), which would turn -100 into True."""
+    from datasets import Dataset
+
+    built = [features(row, tokenizer=tokenizer, separator=separator, max_length=max_length, soft=soft)
+             for row in rows]
+    return Dataset.from_list([r for r in built if any(label != IGNORE for label in r["labels"])])
+
+
 def collator(pad_id: int, *, soft: bool):  # noqa: ANN201
     """Right-pads input ids (``pad_id``) and labels (-100) to the longest row of the batch."""
     import torch
@@ -139,11 +151,8 @@ def main(cfg: PRMScriptConfig) -> Path:
     run = run_start(cfg, method="prm")
     soft = cfg.label_mode == "soft"
     tokenizer = tokenizer_load(cfg.model)
-    rows = rows_load(cfg.dataset)
-    dataset = rows.map(features, remove_columns=rows.column_names,
-                       fn_kwargs={"tokenizer": tokenizer, "separator": cfg.step_separator,
-                                  "max_length": cfg.max_length, "soft": soft})
-    dataset = dataset.filter(lambda r: any(label != IGNORE for label in r["labels"]))  # no step fits: nothing to learn
+    dataset = dataset_build(rows_load(cfg.dataset), tokenizer=tokenizer, separator=cfg.step_separator,
+                            max_length=cfg.max_length, soft=soft)
     say("start", method="prm", rows=len(dataset), max_steps=cfg.max_steps)
     model = AutoModelForTokenClassification.from_pretrained(
         cfg.model, num_labels=2, id2label={0: "wrong", 1: "right"}, label2id={"wrong": 0, "right": 1},
