@@ -126,15 +126,18 @@ def test_each_method_trains_saves_resumes_and_evaluates(tmp_path, tiny_model_dir
     assert {"event": "evaluation", **evaluation} in events
 
 
-def test_a_lora_run_saves_a_merged_model_whose_linear_weights_moved(tmp_path, tiny_model_dir):
-    train, _ = snapshot(tmp_path, "preference")
+@pytest.mark.parametrize("method", ["dpo", "prm"])
+def test_a_lora_run_saves_a_merged_model_whose_linear_weights_moved(tmp_path, tiny_model_dir, method):
+    train, _ = snapshot(tmp_path, METHODS[method].consumes)
     out = tmp_path / "out"
-    run("dpo", {"dataset": str(train), "model": str(tiny_model_dir), "output_dir": str(out), "max_steps": 2,
-                "max_length": 64, "learning_rate": 1e-2, "use_cpu": True, "lora_r": 4, "lora_alpha": 8}, tmp_path)
+    run(method, {"dataset": str(train), "model": str(tiny_model_dir), "output_dir": str(out), "max_steps": 2,
+                 "max_length": 64, "learning_rate": 1e-2, "use_cpu": True, "lora_r": 4, "lora_alpha": 8}, tmp_path)
     assert not (out / "adapter_config.json").exists(), "merged into the base, loaded like any model"
     changed = moved(tiny_model_dir, out)
     assert changed and all(k.endswith("proj.weight") for k in changed), changed  # LoRA adapts linear layers only
     assert "model.embed_tokens.weight" not in changed
+    if method == "prm":  # the new head is trained in full and saved with the merged trunk
+        assert weights(out)["score.weight"].shape == (2, 64)
 
 
 def test_the_launch_command_runs_the_script_or_accelerate_launch(tmp_path):

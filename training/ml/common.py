@@ -301,8 +301,10 @@ def lora_config(cfg: TrainConfig, *, task_type: str = "CAUSAL_LM"):  # noqa: ANN
 
     targets = cfg.lora_target_modules.strip()
     modules: str | list[str] = targets if targets == "all-linear" else [m.strip() for m in targets.split(",") if m]
+    # the head of a classifier trains in full (peft's modules_to_save): no adapter on it
+    head = ["score", "classifier"] if task_type != "CAUSAL_LM" else None
     return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=modules, task_type=task_type)
+                      target_modules=modules, exclude_modules=head, task_type=task_type)
 
 
 def rows_load(path: str):  # noqa: ANN201
