@@ -63,7 +63,7 @@ def endpoint_check_api(request: Request, endpoint_id: int) -> Response:
 
 class SynthesisJobSerializer(serializers.ModelSerializer):
     endpoint = serializers.CharField(source="endpoint.name", read_only=True)
-    scorer = serializers.CharField(source="scorer.name", read_only=True, default=None)
+    scorer = serializers.CharField(source="scorer.name", read_only=True, default=None, allow_null=True)
     params = serializers.JSONField(help_text="The job's parameters, defaults filled in (see the kind's form).")
     stats = serializers.JSONField(help_text='What it found: {"counts": {...}, "diversity": {"distinct_1", '
                                             '"distinct_2", "self_bleu"}, "best_of_n": [{"n", "mean_best", '

@@ -110,7 +110,9 @@ def _job_data(job: SnapshotJob) -> dict:
                     "url": reverse("training:api_snapshot_job", args=[job.project_id, job.pk])}}
 
 
-@extend_schema(responses={200: OpenApiResponse(description="The job: status, progress (rows) of total, error, "
+@extend_schema(responses={200: OpenApiResponse(inline_serializer("SnapshotJobState",
+                                                                 fields={"job": serializers.DictField()}),
+                                               description="The job: status, progress (rows) of total, error, "
                                                            "and the snapshot once made.")})
 @api_view(["GET"])
 def snapshot_job_api(request: Request, project_id: int, job_id: int) -> Response:
@@ -124,6 +126,15 @@ def snapshot_job_api(request: Request, project_id: int, job_id: int) -> Response
 @extend_schema(methods=["POST"], request=SnapshotInSerializer, responses={
     200: OpenApiResponse(SnapshotPlanSerializer, description="dry_run: what the snapshot would hold."),
     201: SnapshotSerializer,
+    202: OpenApiResponse(inline_serializer("SnapshotJobQueued", fields={"job": inline_serializer(
+        "SnapshotJob", fields={"id": serializers.IntegerField(), "status": serializers.CharField(),
+                               "progress": serializers.IntegerField(), "total": serializers.IntegerField(),
+                               "error": serializers.CharField(), "snapshot": inline_serializer(
+                                   "SnapshotMade", fields={"id": serializers.IntegerField(),
+                                                           "name": serializers.CharField(),
+                                                           "sha256": serializers.CharField()}, allow_null=True),
+                               "url": serializers.CharField()})}),
+        description="background (or a project past the size a request makes): a worker makes it; follow url."),
     409: OpenApiResponse(inline_serializer("SnapshotConflict", fields={
         "detail": serializers.CharField(), "existing": _EXISTING}),
         description="A snapshot of the project has the very same rows (sha256); allow_duplicate creates it.")})
