@@ -20,8 +20,8 @@ from training.ml.reward import RewardScriptConfig
 from training.ml.sft import SFTScriptConfig
 from training.ml.simpo import SimPOScriptConfig
 
-# Config fields the platform sets for every job (the snapshot file, the base model, the output).
-PATH_FIELDS = ("dataset", "model", "output_dir")
+# Config fields the platform sets for every job (the snapshot file, the base model, the output, the test split).
+PATH_FIELDS = ("dataset", "model", "output_dir", "eval_dataset")
 
 _TYPES: dict[str, tuple[type, ...]] = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
 
