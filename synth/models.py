@@ -136,6 +136,8 @@ class SynthesisJob(Job):
         MAGPIE = "magpie", "Magpie: instructions drawn from a chat model's user-turn prefix"
         CONSTITUTIONAL = "constitutional", "Constitutional critique and revision (SL-CAI)"
         BEST_OF_N = "best_of_n", "Best-of-N rejection sampling with a reward model"
+        TRACES = "traces", "Reasoning traces: k verified samples per problem (rejection sampling, STaR)"
+        MATH_SHEPHERD = "math_shepherd", "Math-Shepherd: automatic step labels from rollouts"
 
     task_name = "synth.tasks.synthesis_job_run_task"
     slug = "synthesis"
@@ -160,7 +162,8 @@ class SynthesisJob(Job):
     completion_tokens = models.PositiveBigIntegerField(default=0)
     seconds = models.FloatField(default=0.0, help_text="Time spent generating, over all its attempts.")
     # What the job found: {"dedup": {...}, "filtered": {reason: count}, "diversity": {...},
-    # "best_of_n": [{"n", "mean_best", "kl_bound"}], "rows": {kind: count}}.
+    # "best_of_n": [{"n", "mean_best", "kl_bound"}], "rows": {kind: count}, "pass_at_k": {"1": p, "<k>": p}
+    # (traces), "agreement": {"steps", "agreed", "share"} (Math-Shepherd against people's labels)}.
     stats = models.JSONField(default=dict, blank=True)
 
     class Meta:
@@ -197,12 +200,17 @@ class SyntheticRow(models.Model):
         PROMPT = "prompt", "New prompt"
         SFT = "sft", "SFT row (prompt, completion)"
         PAIR = "pair", "Preference pair"
+        # Math-Shepherd: one a solution, its soft and hard step labels and the rollouts behind them (the
+        # StepLabel keeps the hard ratings only, being +1/0/-1).
+        STEPS = "steps", "Automatic step labels"
 
     project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="synthetic_rows")
     job = models.ForeignKey(SynthesisJob, on_delete=models.CASCADE, related_name="rows")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     prompt = models.ForeignKey("annotate.Prompt", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
                                help_text="The new prompt; for an SFT row or a pair, the prompt it answers.")
+    step_item = models.ForeignKey("annotate.StepItem", null=True, blank=True, on_delete=models.CASCADE,
+                                  related_name="+")
     pair_item = models.ForeignKey("annotate.PairItem", null=True, blank=True, on_delete=models.CASCADE,
                                   related_name="+")
     messages = models.JSONField(default=list, blank=True, help_text="SFT rows: the prompt conversation.")
@@ -241,3 +249,47 @@ class Generation(models.Model):
 
     def __str__(self) -> str:
         return f"completion {self.completion_id} by {self.endpoint_id}"
+
+
+class Problem(models.Model):
+    """A problem with a verifiable answer (RLVR, reasoning traces): a math question and its final answer
+    (GSM8K, MATH), or a programming task and its tests (MBPP's assert lines, HumanEval's ``check``
+    function with the ``entry_point`` it calls). Imported by ``synth.problems.problems_import``."""
+
+    class Split(models.TextChoices):
+        TRAIN = "train", "Train"
+        TEST = "test", "Test"
+
+    project = models.ForeignKey("annotate.Project", on_delete=models.CASCADE, related_name="problems")
+    question = models.TextField()
+    answer = models.TextField(blank=True, help_text="The final answer (math); blank for a code problem.")
+    # A list of assert lines (MBPP), or one source with ``def check(candidate)`` (HumanEval); null: math.
+    tests = models.JSONField(null=True, blank=True)
+    entry_point = models.CharField(max_length=200, blank=True)
+    tags = models.JSONField(default=list, blank=True)
+    # The tags as ",a,b,": a tag filter is a substring test that SQLite and PostgreSQL both index-free run
+    # (SQLite has no JSON ``contains``). Written by the import with ``tags``.
+    tag_index = models.CharField(max_length=2000, blank=True, editable=False)
+    split = models.CharField(max_length=10, choices=Split.choices, default=Split.TRAIN)
+    source = models.CharField(max_length=200, blank=True, help_text="The file it came from.")
+    metadata = models.JSONField(default=dict, blank=True)
+    # The project prompt asking it, made the first time a job samples it (reasoning traces).
+    prompt = models.ForeignKey("annotate.Prompt", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["project", "split"], name="problem_project_split")]
+        constraints = [
+            models.CheckConstraint(condition=~models.Q(answer="") | models.Q(tests__isnull=False),
+                                   name="problem_has_answer_or_tests"),
+            models.CheckConstraint(condition=models.Q(split__in=["train", "test"]), name="problem_split_valid"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Problem {self.pk}: {self.question[:60]}"
+
+    @property
+    def kind(self) -> str:
+        """"code" when it has tests, else "math"."""
+        return "math" if self.tests is None else "code"

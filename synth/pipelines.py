@@ -39,6 +39,8 @@ class Chunk:
 
     keys: list[str]
     counts: Counter = field(default_factory=Counter)
+    # Entries merged into dicts of the job's stats: {"pass_at_k_by_problem": {"12": {...}}}.
+    merge: dict[str, dict] = field(default_factory=dict)
 
 
 class Run:
@@ -119,6 +121,8 @@ class Run:
             counts = Counter(stats.get("counts", {}))
             counts.update(chunk.counts)
             stats["counts"] = dict(counts)
+            for name, entries in chunk.merge.items():
+                stats[name] = {**(stats.get(name) or {}), **entries}
             by_endpoint = dict(stats.get("cost_by_endpoint", {}))
             paid_prompt = paid_completion = 0
             for pk, spending in self.spending.items():
@@ -543,6 +547,193 @@ def magpie_work(run: Run) -> None:
         run.progress(min(made, target), target)
 
 
+# -- reasoning traces and Math-Shepherd ---------------------------------------------------------------------------
+
+
+def traces_work(run: Run) -> None:
+    """Reasoning traces (rejection sampling; STaR, Zelikman et al. 2022, arXiv:2203.14465): k traces per
+    problem in the job's format, each verified (a math answer against the reference, code against its tests
+    in the sandbox). Every correct trace becomes an SFT row; a correct trace over a wrong one a pair; the
+    problem's pass@1 and pass@k (unbiased estimator) go to the job's stats."""
+    from synth.problems import problem_messages, problems_select
+    from synth.verification import pass_rates, trace_verify
+
+    job, params = run.job, run.params
+    problems = problems_select(project=job.project, tags=params["tags"], split=params["split"] or None)
+    problems = problems.filter(pk__lte=params.get("_upto_problem", 0))
+    if params["max_problems"]:
+        problems = problems[: params["max_problems"]]
+    problems = list(problems)
+    todo = [p for p in problems if f"problem:{p.pk}" not in run.done]
+    total = len(problems)
+    done = total - len(todo)
+    run.progress(done, total)
+    for chunk in _chunks(todo, params["batch_size"]):
+        run.check()
+        replies = run.generate([run.conversation(problem_messages(p)) for p in chunk], n=params["n"])
+        checks = [[trace_verify(problem=p, text=str(t)) for t in group]
+                  for p, group in zip(chunk, replies, strict=True)]
+        counts: Counter = Counter()
+        rates: dict[str, dict] = {}
+        for problem, group in zip(chunk, checks, strict=True):
+            correct = sum(1 for c in group if c["correct"])
+            rates[str(problem.pk)] = pass_rates(n=len(group), c=correct)
+            counts["traces"] += len(group)
+            counts["traces_correct"] += correct
+            counts["problems_solved" if correct else "problems_unsolved"] += 1
+
+        def write(chunk=chunk, replies=replies, checks=checks, counts=counts) -> None:
+            for problem, group, verdicts in zip(chunk, replies, checks, strict=True):
+                prompt = _problem_prompt(run, problem)
+                made = [run.completion_create(prompt=prompt, text=text, endpoint=job.endpoint, depth=1,
+                                              parents=[{"prompt": prompt.pk}], extra={"verification": verdict})
+                        for text, verdict in zip(group, verdicts, strict=True)]
+                meta = {"problem": problem.pk, "kind": problem.kind}
+                right = [k for k, v in enumerate(verdicts) if v["correct"]]
+                wrong = [k for k, v in enumerate(verdicts) if not v["correct"]]
+                for k in right:
+                    run.row_create(kind=SyntheticRow.Kind.SFT, prompt=prompt, messages=prompt.messages,
+                                   completion=made[k].text, depth=1,
+                                   parents=[{"prompt": prompt.pk}, {"completion": made[k].pk}],
+                                   meta={**meta, "verification": verdicts[k]})
+                    counts["sft"] += 1
+                rng = random.Random(f"{params['seed']}:{problem.pk}")
+                for a, b in list(zip(right, wrong, strict=False))[: params["max_pairs"]]:
+                    # Which side is shown first is drawn: annotators must not learn that A is the right one.
+                    first, second = (made[a], made[b]) if rng.random() < 0.5 else (made[b], made[a])
+                    item = pair_item_create(prompt=prompt, completion_a=first, completion_b=second)
+                    run.row_create(kind=SyntheticRow.Kind.PAIR, prompt=prompt, pair_item=item, depth=1,
+                                   parents=[{"completion": made[a].pk}, {"completion": made[b].pk}],
+                                   meta={**meta, "chosen": made[a].pk, "rejected": made[b].pk,
+                                         "strategy": "verified_over_wrong",
+                                         "verification": [verdicts[a], verdicts[b]]})
+                    counts["pairs"] += 1
+
+        run.commit(Chunk([f"problem:{p.pk}" for p in chunk], counts, {"pass_at_k_by_problem": rates}), write)
+        done += len(chunk)
+        run.progress(done, total)
+
+
+def _problem_prompt(run: Run, problem) -> Prompt:  # noqa: ANN001 - a synth.models.Problem
+    """The project prompt that asks the problem, made the first time (its metadata links back: the problem
+    id and its answer, which Math-Shepherd and exports read)."""
+    from synth.models import Problem
+    from synth.problems import problem_messages
+
+    if problem.prompt_id is not None:
+        found = Prompt.objects.filter(pk=problem.prompt_id).first()
+        if found is not None:
+            return found
+    metadata = {"problem": problem.pk, "split": problem.split, "tags": list(problem.tags)}
+    if problem.answer:
+        metadata["answer"] = problem.answer
+    prompt = Prompt.objects.create(project=run.job.project, messages=problem_messages(problem),
+                                   source=f"problem:{problem.pk}", metadata=metadata)
+    Problem.objects.filter(pk=problem.pk).update(prompt=prompt)
+    problem.prompt = prompt
+    return prompt
+
+
+def math_shepherd_work(run: Run) -> None:
+    """Math-Shepherd (Wang et al. 2024, "Math-Shepherd: Verify and Reinforce LLMs Step-by-step without Human
+    Annotations", arXiv:2312.08935), on the solutions (StepItems) of a steps project whose problem has a
+    reference answer:
+
+    1. for each step i but the last, k rollouts from the endpoint continue the solution's first i+1 steps
+       to a final answer; the last step's "rollout" is the solution itself;
+    2. each rollout is verified against the reference answer;
+    3. the step's soft label is the share of correct rollouts, its hard label whether any is correct;
+    4. the ratings (+1 / -1, by the job's estimate) are stored as the solution's automatic StepLabel next to
+       people's labels, the shares in a SyntheticRow; where people labeled the solution, the hard labels'
+       agreement with their per-step majority sign (neutral counted as good) is counted.
+    """
+    from annotate.models import StepItem, StepLabel
+    from annotate.services import step_labels_store
+    from prefdata.steps import step_majority
+    from synth.verification import rollout_prompt, step_item_reference
+
+    job, params = run.job, run.params
+    items = StepItem.objects.filter(project=job.project, pk__lte=params.get("_upto_item", 0)).select_related("prompt")
+    items = items.order_by("id")
+    if params["max_items"]:
+        items = items[: params["max_items"]]
+    items = list(items)
+    todo = [i for i in items if f"item:{i.pk}" not in run.done]
+    total = len(items)
+    k = params["n"]
+    source_name = f"math-shepherd:{params['estimate']}:{job.endpoint.name}"[:200]
+    done = total - len(todo)
+    run.progress(done, total)
+    for chunk in _chunks(todo, params["batch_size"]):
+        run.check()
+        counts: Counter = Counter()
+        references = {item.pk: step_item_reference(item) for item in chunk}
+        asks: list[tuple[int, int]] = []  # (item index, step index) of each conversation
+        conversations: list[Conversation] = []
+        for i, item in enumerate(chunk):
+            if not references[item.pk] or not item.steps:
+                counts["items_without_reference" if item.steps else "items_without_steps"] += 1
+                continue
+            for s in range(len(item.steps) - 1):
+                asks.append((i, s))
+                conversations.append(run.conversation([{"role": "user", "content": rollout_prompt(
+                    problem=item.prompt.last_user_text, steps=item.steps[: s + 1])}]))
+        replies = run.generate(conversations, n=k) if conversations else []
+        rollouts: dict[tuple[int, int], list[dict]] = {}
+        for (i, s), group in zip(asks, replies, strict=True):
+            rollouts[(i, s)] = [_rollout_check(str(text), references[chunk[i].pk]) for text in group]
+            counts["rollouts"] += len(group)
+        labels: list[tuple[StepItem, dict] | None] = []
+        for i, item in enumerate(chunk):
+            reference = references[item.pk]
+            if not reference or not item.steps:
+                labels.append(None)
+                continue
+            last = _rollout_check("\n".join(item.steps), reference)
+            per_step = [rollouts[(i, s)] for s in range(len(item.steps) - 1)] + [[last]]
+            soft = [round(sum(r["correct"] for r in group) / len(group), 4) for group in per_step]
+            hard = [1 if any(r["correct"] for r in group) else -1 for group in per_step]
+            ratings = hard if params["estimate"] == "hard" else \
+                [1 if share >= params["soft_threshold"] else -1 for share in soft]
+            labels.append((item, {"reference": reference, "soft": soft, "hard": hard, "ratings": ratings,
+                                  "rollouts": per_step}))
+            counts["items_labeled"] += 1
+            counts["steps_labeled"] += len(ratings)
+
+        def write(labels=labels, counts=counts) -> None:
+            for entry in labels:
+                if entry is None:
+                    continue
+                item, found = entry
+                label = step_labels_store(item=item, source=StepLabel.Source.AUTO, source_name=source_name,
+                                          ratings=found["ratings"])
+                people = [lab.ratings for lab in StepLabel.objects.filter(item=item, source=StepLabel.Source.HUMAN)
+                          if len(lab.ratings) == len(item.steps)]
+                agreement = None
+                if people:
+                    majority = step_majority(people)
+                    pairs = [(h, m) for h, m in zip(found["hard"], majority, strict=True) if m is not None]
+                    agreed = sum(1 for h, m in pairs if (h == 1) == (m != -1))
+                    counts["agreement_steps"] += len(pairs)
+                    counts["agreement_agreed"] += agreed
+                    agreement = {"steps": len(pairs), "agreed": agreed}
+                run.row_create(kind=SyntheticRow.Kind.STEPS, prompt=item.prompt, step_item=item, depth=1,
+                               parents=[{"step_item": item.pk}],
+                               meta={"item": item.pk, "label": label.pk, "source_name": source_name,
+                                     "estimate": params["estimate"], "k": k, "agreement": agreement, **found})
+
+        run.commit(Chunk([f"item:{i.pk}" for i in chunk], counts), write)
+        done += len(chunk)
+        run.progress(done, total)
+
+
+def _rollout_check(text: str, reference: str) -> dict:
+    from prefdata.verifiers.math import math_verify
+
+    result = math_verify(response=text, reference=reference)
+    return {"correct": result.correct, "extracted": result.extracted}
+
+
 WORK: dict[str, Callable[[Run], None]] = {
     SynthesisJob.Kind.SAMPLING: sampling_work,
     SynthesisJob.Kind.BEST_OF_N: sampling_work,
@@ -550,6 +741,8 @@ WORK: dict[str, Callable[[Run], None]] = {
     SynthesisJob.Kind.EVOL_INSTRUCT: evol_instruct_work,
     SynthesisJob.Kind.SELF_INSTRUCT: self_instruct_work,
     SynthesisJob.Kind.MAGPIE: magpie_work,
+    SynthesisJob.Kind.TRACES: traces_work,
+    SynthesisJob.Kind.MATH_SHEPHERD: math_shepherd_work,
 }
 
 
@@ -574,5 +767,16 @@ def job_measures(*, job: SynthesisJob) -> dict:
     if job.kind == SynthesisJob.Kind.BEST_OF_N:
         scores = [row.meta.get("scores") or [] for row in SyntheticRow.objects.filter(job=job, kind="sft")]
         measures["best_of_n"] = best_of_n_curve(scores)
+    if job.kind == SynthesisJob.Kind.TRACES:
+        from synth.verification import pass_rates_mean
+
+        stats = SynthesisJob.objects.filter(pk=job.pk).values_list("stats", flat=True).first() or {}
+        measures["pass_at_k"] = pass_rates_mean(list((stats.get("pass_at_k_by_problem") or {}).values()))
+    if job.kind == SynthesisJob.Kind.MATH_SHEPHERD:
+        counts = (SynthesisJob.objects.filter(pk=job.pk).values_list("stats", flat=True).first() or {}).get(
+            "counts") or {}
+        steps, agreed = counts.get("agreement_steps", 0), counts.get("agreement_agreed", 0)
+        measures["agreement"] = {"steps": steps, "agreed": agreed,
+                                 "share": round(agreed / steps, 4) if steps else None}
     measures["rows"] = dict(Counter(SyntheticRow.objects.filter(job=job).values_list("kind", flat=True)))
     return measures

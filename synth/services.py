@@ -277,7 +277,15 @@ def synthesis_job_create(*, project: Project, endpoint: ModelEndpoint, kind: str
     project. On a paid endpoint the cost is estimated first; a person must confirm it (``confirm_cost``)
     before the job is made, and the endpoint's cap and the job's ``max_cost`` stop it while it runs.
     """
-    from synth.synthesis_params import LOCAL_ONLY, NEEDS_CONSTITUTION, NEEDS_SCORER, params_clean, strategy_needs_scorer
+    from synth.synthesis_params import (
+        LOCAL_ONLY,
+        NEEDS_CONSTITUTION,
+        NEEDS_SCORER,
+        ON_PROBLEMS,
+        ON_STEP_ITEMS,
+        params_clean,
+        strategy_needs_scorer,
+    )
 
     if user is not None:
         permission_require(user=user, permission=job_start_permission(SynthesisJob), doing="start generation")
@@ -310,6 +318,10 @@ def synthesis_job_create(*, project: Project, endpoint: ModelEndpoint, kind: str
     last = project.prompts.order_by("-id").values_list("id", flat=True).first() or 0
     if kind != SynthesisJob.Kind.PAIRS:
         params["_upto_prompt"] = last
+    if kind in ON_PROBLEMS:
+        params["_upto_problem"] = _problems_check(project=project, params=params)
+    if kind in ON_STEP_ITEMS:
+        params["_upto_item"] = _step_items_check(project=project)
     estimate = synthesis_cost_estimate(project=project, endpoints=endpoints, kind=kind, params=params)
     if estimate["cost"] > 0 and not confirm_cost:
         raise ValidationError({"confirm_cost": f"confirm_cost: this run may cost up to {estimate['cost']:.4g} "
@@ -324,6 +336,34 @@ def synthesis_job_create(*, project: Project, endpoint: ModelEndpoint, kind: str
     if start:
         job_queue(job)
     return job
+
+
+def _problems_check(*, project: Project, params: dict) -> int:
+    """The last problem a job on the problem bank works on; ValidationError when the project is not a
+    pairwise one (its pairs) or has no problem the job's filters select."""
+    from synth.problems import problems_select
+
+    if project.task_kind != Project.TaskKind.PAIRWISE:
+        raise ValidationError({"kind": "kind: reasoning traces make SFT rows and pairs: they need a pairwise "
+                                       "project"})
+    selected = problems_select(project=project, tags=params.get("tags") or (), split=params.get("split") or None)
+    last = selected.order_by("-id").values_list("id", flat=True).first()
+    if last is None:
+        field = "tags" if params.get("tags") else "split" if params.get("split") else "problems"
+        raise ValidationError({field: f"{field}: the project has no problem to sample"
+                                      + (" with these filters" if field != "problems" else
+                                         " (import some with manage.py import_problems or the problems page)")})
+    return last
+
+
+def _step_items_check(*, project: Project) -> int:
+    """The last solution a Math-Shepherd job labels; ValidationError unless a steps project with solutions."""
+    if project.task_kind != Project.TaskKind.STEPS:
+        raise ValidationError({"kind": "kind: Math-Shepherd labels the steps of solutions: it needs a steps project"})
+    last = project.step_items.order_by("-id").values_list("id", flat=True).first()
+    if last is None:
+        raise ValidationError({"kind": "kind: the project has no solution to label yet"})
+    return last
 
 
 def _endpoints_named(ids: list[int]) -> list[ModelEndpoint]:
@@ -352,7 +392,23 @@ def synthesis_cost_estimate(*, project: Project, endpoints: list[ModelEndpoint],
     out = params["max_new_tokens"]
     n = params.get("n", 2 if kind == SynthesisJob.Kind.PAIRS else 1)
     rounds = params.get("rounds", 1)
-    if kind in (SynthesisJob.Kind.PAIRS, SynthesisJob.Kind.SAMPLING, SynthesisJob.Kind.BEST_OF_N):
+    if kind == SynthesisJob.Kind.TRACES:
+        from synth.problems import problems_select
+
+        selected = problems_select(project=project, tags=params.get("tags") or (), split=params.get("split") or None)
+        count = selected.filter(pk__lte=params.get("_upto_problem", 0)).count()
+        if params.get("max_problems"):
+            count = min(count, params["max_problems"])
+        calls, units, per_call = count * n, count, 100 + len(params.get("system_prompt") or "") // 4
+    elif kind == SynthesisJob.Kind.MATH_SHEPHERD:
+        items = project.step_items.filter(pk__lte=params.get("_upto_item", 0)).order_by("id")
+        if params.get("max_items"):
+            items = items[: params["max_items"]]
+        steps = [len(s) for s in items.values_list("steps", flat=True)]
+        units = len(steps)
+        calls = sum(max(s - 1, 0) for s in steps) * n
+        per_call = prompt_tokens + _TEMPLATE_TOKENS + out
+    elif kind in (SynthesisJob.Kind.PAIRS, SynthesisJob.Kind.SAMPLING, SynthesisJob.Kind.BEST_OF_N):
         calls, units, per_call = count * n, count, prompt_tokens
     elif kind == SynthesisJob.Kind.CONSTITUTIONAL:
         calls, units, per_call = count * (1 + 2 * rounds), count, prompt_tokens + _TEMPLATE_TOKENS + 2 * out

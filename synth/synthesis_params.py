@@ -27,6 +27,11 @@ class Param:
     nullable: bool = False
 
 
+# The default format of reasoning traces: the thinking in tags, then the answer (DeepSeek-R1's template).
+TRACE_SYSTEM_PROMPT = ("Think step by step inside <think> and </think>, then give the final answer after the closing "
+                       "tag. For a math problem end with: The answer is <answer>. For a programming task, give the "
+                       "complete Python code in one ```python block.")
+
 SAMPLING = (
     Param("max_new_tokens", "int", 64, "Most tokens generated per completion.", 1, 4096),
     Param("temperature", "float", 0.8, "Sampling temperature (0: greedy).", 0, 2),
@@ -80,11 +85,33 @@ PARAMS: dict[str, tuple[Param, ...]] = {
                              "principle drawn from the constitution.", 1, 8)),
     "best_of_n": (*SAMPLING, MAX_PROMPTS, MAX_COST, DEDUP,
                   Param("n", "int", 4, "Samples per prompt, scored by the reward model.", 2, 64)),
+    "traces": (*SAMPLING[:-1], MAX_COST,
+               Param("system_prompt", "str", TRACE_SYSTEM_PROMPT, "The trace format asked for: a system message "
+                     "put before each problem (empty: none)."),
+               Param("n", "int", 4, "Traces sampled per problem (k); pass@k is reported for k = 1 and k = n.", 1,
+                     64),
+               Param("tags", "texts", [], "Only problems with every one of these tags (empty: all)."),
+               Param("split", "choice", "", "Only problems of this split (empty: both).",
+                     choices=("", "train", "test")),
+               Param("max_problems", "int", 0, "Use at most this many problems (0: all).", 0, 10**7),
+               Param("max_pairs", "int", 1, "Pairs per problem, each a correct trace over a wrong one (0: none).",
+                     0, 64)),
+    "math_shepherd": (*SAMPLING, MAX_COST,
+                      Param("n", "int", 4, "Rollouts to the end from each step (k).", 1, 64),
+                      Param("estimate", "choice", "hard", "The step rating stored: hard, +1 when any rollout "
+                            "reaches the reference answer; soft, +1 when at least the threshold's share does "
+                            "(the shares themselves are kept with the job's rows).", choices=("hard", "soft")),
+                      Param("soft_threshold", "float", 0.5, "Soft estimate: least share of correct rollouts of a "
+                            "+1 step.", 0.0, 1.0),
+                      Param("max_items", "int", 0, "Label at most this many solutions (0: all).", 0, 10**7)),
 }
 
 # Kinds that need a scorer endpoint always; sampling needs one only for a scored strategy.
 NEEDS_SCORER = ("best_of_n",)
 NEEDS_CONSTITUTION = ("constitutional",)
+# Kinds that work on the project's problem bank, and on its step items (a steps project).
+ON_PROBLEMS = ("traces",)
+ON_STEP_ITEMS = ("math_shepherd",)
 # Kinds that write the user-turn prefix themselves: only a local model with a chat template can.
 LOCAL_ONLY = ("magpie",)
 
@@ -95,6 +122,8 @@ def _one(param: Param, value: object) -> object:
     if value is None or value == "":
         if param.nullable:
             return None
+        if param.type == "choice" and "" in param.choices:
+            return param.default if value is None else ""
         if param.type in ("str", "texts", "ids", "choices"):
             return param.default if value is None else ("" if param.type == "str" else [])
         raise ValidationError({field: f"{field}: a value is required"})
