@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from training.ml.dpo import DPOScriptConfig
+from training.ml.grpo import GRPOScriptConfig
 from training.ml.kto import KTOScriptConfig
 from training.ml.orpo import ORPOScriptConfig
 from training.ml.prm import PRMScriptConfig
 from training.ml.reward import RewardScriptConfig
+from training.ml.rloo import RLOOScriptConfig
 from training.ml.sft import SFTScriptConfig
 from training.ml.simpo import SimPOScriptConfig
 
@@ -91,6 +93,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("simpo", "SimPO (experimental)", "training.ml.simpo", "preference", SimPOScriptConfig,
            "Meng et al. 2024, SimPO: Simple Preference Optimization with a Reference-Free Reward, "
            "arXiv:2405.14734 (TRL's CPOTrainer, trl.experimental)"),
+    Method("grpo", "GRPO", "training.ml.grpo", "prompt_only", GRPOScriptConfig,
+           "Shao et al. 2024, DeepSeekMath (Group Relative Policy Optimization), arXiv:2402.03300; verifiable "
+           "rewards as in Lambert et al. 2024, Tulu 3, arXiv:2411.15124"),
+    Method("rloo", "RLOO", "training.ml.rloo", "prompt_only", RLOOScriptConfig,
+           "Ahmadian et al. 2024, Back to Basics: Revisiting REINFORCE Style Optimization for Learning from Human "
+           "Feedback, arXiv:2402.14740 (TRL RLOOTrainer)"),
 )}
 
 

@@ -1,0 +1,198 @@
+"""The online RL methods (GRPO, RLOO), run as the worker runs them (``python -m training.ml.<method> --config
+cfg.json``, a subprocess) on a prompt-only snapshot written by prefdata: two steps with finite losses, the
+weights moved, the model saved, and the live metrics (reward, KL, completion length, pass rate) logged."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from prefdata.records import PromptOnlyRow
+from prefdata.targets import snapshot_folder_write
+from training.ml.grpo import GRPOScriptConfig
+from training.ml.online import PassRate, rewards_build
+from training.ml.registry import launch_command, method_get
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def user(text):
+    return [{"role": "user", "content": text}]
+
+
+PROMPTS = [
+    PromptOnlyRow(user("What is 2 + 2?"), answer="4", tests=[]),
+    PromptOnlyRow(user("What is 3 + 4?"), answer="7", tests=[]),
+    PromptOnlyRow("What is 5 - 1? The answer is", answer="4", tests=[]),
+    PromptOnlyRow(user("What is 6 / 2?"), answer="3", tests=[]),
+]
+
+
+def snapshot(tmp_path):
+    written = snapshot_folder_write(tmp_path / "snapshot", {"train": PROMPTS, "test": PROMPTS[:2]},
+                                    kind="prompt_only")
+    return written.folder / "train.jsonl", written.folder / "test.jsonl"
+
+
+def run(method, config, tmp_path):
+    """The method's script on ``config``, as the worker starts it; its JSON events on stdout."""
+    path = tmp_path / "cfg.json"
+    path.write_text(json.dumps(config))
+    done = subprocess.run(launch_command(method, str(path)), cwd=ROOT, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith('{"event"')]
+
+
+def moved(base_dir, out_dir):
+    base, trained = load_file(str(Path(base_dir) / "model.safetensors")), load_file(str(Path(out_dir) /
+                                                                                          "model.safetensors"))
+    return [k for k in set(base) & set(trained) if not torch.equal(base[k], trained[k])]
+
+
+def config(tmp_path, tiny_model_dir, train, **extra):
+    return {"dataset": str(train), "model": str(tiny_model_dir), "output_dir": str(tmp_path / "out"),
+            "max_steps": 2, "batch_size": 4, "num_generations": 2, "max_completion_length": 8,
+            "learning_rate": 1e-3, "use_cpu": True, "lr_scheduler_type": "constant", "beta": 0.1, **extra}
+
+
+def steps_of(out):
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [m for m in metrics if "loss" in m]
+
+
+def assert_trained(tiny_model_dir, out, steps):
+    assert [m["step"] for m in steps] == [1, 2]
+    assert all(math.isfinite(m["loss"]) for m in steps), steps
+    assert all(math.isfinite(m["reward"]) and math.isfinite(m["kl"]) and m["kl"] >= 0 for m in steps), steps
+    assert all(0 < m["completions/mean_length"] <= 8 for m in steps), steps
+    assert all(m["tokens_per_s"] > 0 for m in steps), steps
+    assert moved(tiny_model_dir, out), "no weight changed"
+    assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    assert (out / "tokenizer.json").exists() and not (out / "checkpoints").exists()
+
+
+def test_grpo_trains_two_steps_logs_reward_kl_length_and_pass_rate_and_evaluates(tmp_path, tiny_model_dir):
+    train, test = snapshot(tmp_path)
+    out = tmp_path / "out"
+    events = run("grpo", config(tmp_path, tiny_model_dir, train, eval_dataset=str(test)), tmp_path)
+    start = next(e for e in events if e["event"] == "start")
+    assert start["rewards"] == ["accuracy_reward"] and start["reward_weights"] == [1.0]
+    steps = steps_of(out)
+    assert_trained(tiny_model_dir, out, steps)
+    # a random tiny model answers nothing right: the pass rate is the accuracy reward's mean, 0
+    assert all(m["pass_rate"] == m["rewards/accuracy_reward/mean"] == 0.0 for m in steps), steps
+    live = [e for e in events if e["event"] == "log" and "loss" in e]
+    assert [e["pass_rate"] for e in live] == [m["pass_rate"] for m in steps], "the worker reads it live"
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["rows"] == 2 and evaluation["pass_rate"] == 0.0 and evaluation["mean_reward"] == 0.0
+
+
+def test_grpo_with_a_format_and_an_accuracy_reward_weighted(tmp_path, tiny_model_dir):
+    train, _ = snapshot(tmp_path)
+    out = tmp_path / "out"
+    events = run("grpo", config(tmp_path, tiny_model_dir, train, rewards="format,accuracy",
+                                reward_weights="0.5,1.0", temperature=0.7), tmp_path)
+    start = next(e for e in events if e["event"] == "start")
+    assert start["rewards"] == ["format_reward", "accuracy_reward"] and start["reward_weights"] == [0.5, 1.0]
+    steps = steps_of(out)
+    assert_trained(tiny_model_dir, out, steps)
+    for m in steps:
+        assert {"rewards/format_reward/mean", "rewards/accuracy_reward/mean", "pass_rate"} <= set(m)
+        assert m["reward"] == pytest.approx(0.5 * m["rewards/format_reward/mean"]
+                                            + m["rewards/accuracy_reward/mean"], abs=1e-5)
+
+
+@pytest.fixture
+def reward_model_dir(tmp_path, tiny_model_dir):
+    """A reward model (a sequence classifier with one score) built on the tiny model."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tmp_path / "reward-model"
+    torch.manual_seed(1)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model.config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_rloo_trains_two_steps_against_a_reward_model_with_a_kl_penalty(tmp_path, tiny_model_dir,
+                                                                        reward_model_dir):
+    train, _ = snapshot(tmp_path)
+    out = tmp_path / "out"
+    events = run("rloo", config(tmp_path, tiny_model_dir, train, reward_model=str(reward_model_dir)), tmp_path)
+    start = next(e for e in events if e["event"] == "start")
+    assert start["rewards"] == [str(reward_model_dir)]
+    steps = steps_of(out)
+    assert_trained(tiny_model_dir, out, steps)
+    # the reward model's score: a random head gives scores that are not all 0 or 1
+    assert all(m["reward"] not in (0.0, 1.0) for m in steps), steps
+    assert all("pass_rate" not in m for m in steps), "no accuracy reward, no pass rate"
+
+
+def test_the_rewards_a_job_names_are_checked_before_training(tmp_path):
+    def cfg(**values):
+        return GRPOScriptConfig(dataset="d", model="m", output_dir="o", **values)
+
+    built = rewards_build(cfg(rewards="accuracy, length", reward_weights="1,0.1", reward_model="rm", length_target=3))
+    assert [getattr(f, "__name__", f) for f in built.funcs] == ["accuracy_reward", "length_penalty", "rm"]
+    assert built.weights == [1.0, 0.1, 1.0] and built.pass_rate is not None
+    assert built.funcs[1]([], ["x" * 40]) == [-1.0], "length_target reaches the length penalty"
+    with pytest.raises(ValueError, match="rewards: unknown bleu; known: accuracy, format, code, length"):
+        rewards_build(cfg(rewards="accuracy,bleu"))
+    with pytest.raises(ValueError, match="reward_weights: 1 weights for 2 rewards"):
+        rewards_build(cfg(rewards="accuracy,format", reward_weights="1"))
+    with pytest.raises(ValueError, match="no reward"):
+        rewards_build(cfg(rewards=""))
+    with pytest.raises(ValueError, match="no reward"):
+        rewards_build(method_get("rloo").config(dataset="d", model="m", output_dir="o"))
+
+
+def test_the_pass_rate_is_the_share_of_completions_with_accuracy_one():
+    tracker = PassRate()
+    wrapped = tracker.wrap(lambda prompts, completions, **kw: [1.0, 0.0, None, 1.0])
+    assert wrapped([], []) == [1.0, 0.0, None, 1.0]
+    logs = {"loss": 0.1}
+    tracker.callback().on_log(None, None, None, logs=logs)
+    assert logs["pass_rate"] == pytest.approx(2 / 3) and tracker.scores == []
+    empty = {"loss": 0.2}
+    tracker.callback().on_log(None, None, None, logs=empty)
+    assert "pass_rate" not in empty, "no completions scored since the last entry"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", ["grpo", "rloo"])
+def test_the_registry_takes_a_prompt_only_snapshot_for_online_methods_and_refuses_preferences(method):
+    from django.core.exceptions import ValidationError
+
+    from synth.models import ModelEndpoint
+    from tests.factories import ProjectFactory
+    from training.jobs import training_job_create
+    from training.models import DatasetSnapshot
+
+    def snapshot_of(fmt):
+        return DatasetSnapshot.objects.create(project=ProjectFactory(), name=f"s-{fmt}", format=fmt,
+                                              file="x.jsonl", sha256="0" * 64, rows=1)
+
+    endpoint = ModelEndpoint.objects.create(name="base", path="unused")
+    assert method_get(method).consumes == "prompt_only"
+    job = training_job_create(base_endpoint=endpoint, snapshot=snapshot_of("prompt_only"), method=method,
+                              hyperparameters={"max_steps": 2, "num_generations": 8, "rewards": "accuracy,format"},
+                              start=False)
+    assert (job.method, job.hyperparameters["num_generations"]) == (method, 8)
+    with pytest.raises(ValidationError) as excinfo:
+        training_job_create(base_endpoint=endpoint, snapshot=snapshot_of("preference"), method=method, start=False)
+    assert f"{method_get(method).label} trains on prompt_only rows" in excinfo.value.message_dict["snapshot"][0]
+    with pytest.raises(ValidationError) as excinfo:
+        training_job_create(base_endpoint=endpoint, snapshot=snapshot_of("prompt_only"), method=method,
+                            hyperparameters={"num_generations": "four"}, start=False)
+    assert "num_generations: expected int" in excinfo.value.message_dict["hyperparameters"][0]
