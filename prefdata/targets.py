@@ -365,11 +365,29 @@ def _small_file(folder: Path, name: str, text: str) -> FileWritten:
     return FileWritten(name, hashlib.sha256(body).hexdigest(), len(body))
 
 
-def _card(result: SnapshotWritten, suffix: str, args: list[str] | None) -> str:
+def _features(kind: str, target: str, first_row: Mapping[str, Any]) -> list[str]:
+    """The card's ``dataset_info.features`` where a split's rows alone could not tell a column's type: TRL
+    prompt-only rows, whose ``tests`` is an empty list in every row of a split of math problems (``datasets``
+    would take it for a list of nulls and refuse to join the splits). Empty where inference is enough."""
+    if kind != "prompt_only" or target != "trl" or set(first_row) != {"prompt", "answer", "tests"}:
+        return []
+    prompt = first_row["prompt"]
+    if isinstance(prompt, str):
+        prompt_lines = ["  - name: prompt", "    dtype: string"]
+    elif all(isinstance(m, Mapping) and set(m) == {"role", "content"} for m in prompt):
+        prompt_lines = ["  - name: prompt", "    list:", "    - name: role", "      dtype: string",
+                        "    - name: content", "      dtype: string"]
+    else:
+        return []
+    return ["dataset_info:", "  features:", *prompt_lines, "  - name: answer", "    dtype: string",
+            "  - name: tests", "    list: string"]
+
+
+def _card(result: SnapshotWritten, suffix: str, args: list[str] | None, features: list[str]) -> str:
     lines = ["---", "configs:", "- config_name: default", "  data_files:"]
     for split in result.splits:
         lines += [f"  - split: {split}", f"    path: {split}{suffix}"]
-    lines += ["---", "", f"# {result.kind} rows for {TARGETS[result.target].description.split(':')[0]}", ""]
+    lines += [*features, "---", "", f"# {result.kind} rows for {TARGETS[result.target].description.split(':')[0]}", ""]
     lines += [f"- {split}: {rows} rows" for split, rows in result.splits.items()]
     if args is not None:
         lines += ["", f"OpenRLHF ({OPENRLHF_MODULES[result.kind]}): `--dataset <this folder> "
@@ -438,5 +456,6 @@ def snapshot_folder_write(folder: Path | str, rows: Iterable[Any] | Mapping[str,
     args = spec.args(kind, first_row) if spec.args else None
     if args is not None:
         result.files[f"{target}.args"] = _small_file(folder, f"{target}.args", shlex.join(args) + "\n")
-    result.files["README.md"] = _small_file(folder, "README.md", _card(result, suffix, args))
+    result.files["README.md"] = _small_file(folder, "README.md",
+                                            _card(result, suffix, args, _features(kind, target, first_row)))
     return result

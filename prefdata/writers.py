@@ -46,6 +46,8 @@ EXPORT_FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
     ExportFormat("unpaired", "KTO unpaired (prompt, completion, label): both replies of each pair", "pairs",
                  "unpaired", _to_dict),
     ExportFormat("sft", "SFT (messages): the prompt with the chosen reply", "pairs", "sft", _to_dict),
+    ExportFormat("prompt_only", "Prompt-only (prompt, answer or tests): the problem bank, for GRPO and RLVR",
+                 "pairs", "prompt_only", _to_dict),
 )}
 
 

@@ -36,15 +36,17 @@ class Layout:
     target: str = DEFAULT_TARGET
     file_format: str = DEFAULT_FILE_FORMAT
     split: SplitSpec | None = None
+    marked: bool = False  # split by each row's own mark (a problem's train / test), not by a hash
 
     @property
     def is_default(self) -> bool:
         """The snapshot's own file is all it needs (TRL JSON Lines, one split)."""
-        return self.target == DEFAULT_TARGET and self.file_format == DEFAULT_FILE_FORMAT and self.split is None
+        return (self.target == DEFAULT_TARGET and self.file_format == DEFAULT_FILE_FORMAT and self.split is None
+                and not self.marked)
 
     def to_dict(self) -> dict[str, Any]:
         return {"target": self.target, "file_format": self.file_format,
-                "split": None if self.split is None else self.split.to_dict()}
+                "split": "marked" if self.marked else None if self.split is None else self.split.to_dict()}
 
     @property
     def key(self) -> str:
@@ -81,6 +83,10 @@ def layout_parse(data: Mapping[str, Any] | None, *, record: str | None) -> Layou
     split = data.get("split")
     seed = data.get("seed", 0)
     spec_split = None
+    if split == "marked":
+        if record != "prompt_only":
+            raise ValidationError({"layout.split": "only problems carry their own train / test marks"})
+        return Layout(target=target, file_format=file_format, marked=True)
     if split not in (None, "", 0, {}):
         if isinstance(split, int | float) and not isinstance(split, bool):
             proportions: Any = {"train": round(1 - float(split), 6), "test": float(split)}
@@ -127,6 +133,18 @@ def _split_rows(path: Path, layout: Layout, name: str, lineage: Sequence[dict] |
             yield row
 
 
+def _entries(lineage: Sequence[dict] | Path | None) -> Iterator[dict]:
+    if lineage is None:
+        return iter(())
+    return _rows(lineage) if isinstance(lineage, Path) else iter(lineage)
+
+
+def _marked_rows(path: Path, name: str, lineage: Sequence[dict] | Path | None) -> Iterator[dict]:
+    for row, entry in zip(_rows(path), _entries(lineage), strict=True):
+        if (entry.get("split") or "train") == name:
+            yield row
+
+
 def layout_write(*, source: Path, folder: Path, layout: Layout, record: str, lineage: Sequence[dict] | Path | None,
                  groups: Mapping[int, str], data_source: str) -> dict[str, Any]:
     """Write ``layout`` of the rows in ``source`` (the snapshot's JSON Lines) into ``folder``; the
@@ -134,8 +152,11 @@ def layout_write(*, source: Path, folder: Path, layout: Layout, record: str, lin
     half written is removed on failure; the files are made read-only."""
     folder.mkdir(parents=True, exist_ok=True)
     try:
-        if layout.split is None:
-            rows: Any = _rows(source)
+        if layout.marked:
+            names = sorted({entry.get("split") or "train" for entry in _entries(lineage)})
+            rows: Any = {name: _marked_rows(source, name, lineage) for name in names}
+        elif layout.split is None:
+            rows = _rows(source)
         else:
             rows = {name: _split_rows(source, layout, name, lineage, groups) for name in layout.split.proportions}
         written = snapshot_folder_write(folder, rows, kind=record, target=layout.target,

@@ -79,6 +79,7 @@ class DatasetSnapshot(models.Model):
         OUTCOME = "outcome", "Outcome (prompt, completion, label)"
         UNPAIRED = "unpaired", "KTO unpaired (prompt, completion, label): both replies of each pair"
         SFT = "sft", "SFT (messages): the prompt with the chosen reply"
+        PROMPT_ONLY = "prompt_only", "Prompt-only (prompt, answer or tests): the problem bank, for GRPO and RLVR"
 
     class Source(models.TextChoices):
         HUMAN = "human", "Human labels"

@@ -26,7 +26,7 @@ from annotate.models import Membership, PairItem, PairLabel, Project, StepItem, 
 from annotate.quality import pair_item_verdicts
 from annotate.selectors import pair_items_for_project
 from judges.models import AIJudgment
-from prefdata.records import PreferenceRow, SFTRow, UnpairedRow
+from prefdata.records import PreferenceRow, PromptOnlyRow, SFTRow, UnpairedRow
 from prefdata.stats import aggregate_verdicts
 from prefdata.writers import EXPORT_FORMATS, dataset_bytes
 from training.exporting import NO_FILTERS, RowsHead, Sources, pair_export
@@ -167,6 +167,23 @@ def synthetic_rows(*, project: Project, fmt: str, jobs: Sequence[int] = ()) -> t
     return _pair_rows_as(fmt, rows, lineage)
 
 
+def problem_rows(*, project: Project, tags: Sequence[str] = ()) -> tuple[list[dict], list[dict]]:
+    """The project's problems as prompt-only rows (GRPO, RLVR): the question, and the final answer or the
+    tests (HumanEval's check function made one test that calls it); the lineage names each problem and its
+    train / test mark."""
+    from prefdata.verifiers.code import code_tests
+    from synth.problems import problems_for_export
+
+    rows, lineage = [], []
+    for problem in problems_for_export(project=project, tags=tags):
+        tests = code_tests(tests=problem["tests"], entry_point=problem["entry_point"]) if problem["tests"] else None
+        # Every row with both fields ("" and [] where a problem has none): a file holds one shape of row, and
+        # the reward functions take an empty reference for none.
+        rows.append(PromptOnlyRow(problem["prompt"], problem["answer"] or "", tests or []).to_dict())
+        lineage.append({"problem": problem["id"], "split": problem["split"], "tags": problem["tags"]})
+    return rows, lineage
+
+
 def _pair_rows_as(fmt: str, rows: list[dict], lineage: list[dict]) -> tuple[list[dict], list[dict]]:
     """Preference rows as the pairwise format asked for (the in-memory reference of the streamed export)."""
     if fmt == DatasetSnapshot.Format.UNPAIRED:
@@ -196,6 +213,8 @@ def export_rows(*, project: Project, fmt: str, source: str, weighted: bool = Fal
         raise ValidationError({"source": str(exc)}) from None
     if source == DatasetSnapshot.Source.AUTO:
         raise ValidationError({"source": "pairwise exports come from people or AI judges"})
+    if fmt == DatasetSnapshot.Format.PROMPT_ONLY:
+        return problem_rows(project=project, tags=filters.tags)
     if source == DatasetSnapshot.Source.SYNTHETIC:
         return synthetic_rows(project=project, fmt=fmt, jobs=filters.synthesis_jobs)
     rows, lineage = preference_rows(project=project, source=source, weighted=weighted, dropped=dropped)
@@ -209,6 +228,7 @@ LINEAGE_INLINE_ROWS = 10_000
 # A snapshot of more items than this is made by a worker (SnapshotJob) when asked from the page or the API.
 SNAPSHOT_JOB_ITEMS = 20_000
 PAIR_FORMATS = {name for name, spec in EXPORT_FORMATS.items() if spec.items == "pairs"}
+STREAMED_FORMATS = {DatasetSnapshot.Format.PREFERENCE, DatasetSnapshot.Format.UNPAIRED, DatasetSnapshot.Format.SFT}
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +314,13 @@ def _options_check(*, project: Project, source: str, fmt: str, filters: ExportFi
         raise ValidationError({"source": "pairwise exports come from people or AI judges"})
     if filters and fmt not in PAIR_FORMATS:
         raise ValidationError({"filters": "filters apply to exports of pairwise projects"})
+    if fmt == DatasetSnapshot.Format.PROMPT_ONLY:
+        if source == DatasetSnapshot.Source.SYNTHETIC:
+            raise ValidationError({"source": "prompt-only rows come from the problem bank"})
+        if filters != ExportFilters(tags=filters.tags):
+            raise ValidationError({"filters": "the problem bank is filtered by tag only"})
+    elif filters.tags:
+        raise ValidationError({"filters.tags": "tags filter the problems of a prompt-only snapshot"})
     if source == DatasetSnapshot.Source.SYNTHETIC:
         if fmt not in PAIR_FORMATS:
             raise ValidationError({"source": "synthesis jobs' rows are exported from pairwise projects"})
@@ -378,7 +405,7 @@ def snapshot_plan(*, project: Project, source: str = DatasetSnapshot.Source.HUMA
     _options_check(project=project, source=source, fmt=fmt, filters=filters)
     counter: Counter = Counter()
     body, sources = None, None
-    if fmt in PAIR_FORMATS and source != DatasetSnapshot.Source.SYNTHETIC:
+    if fmt in STREAMED_FORMATS and source != DatasetSnapshot.Source.SYNTHETIC:
         projects = snapshot_projects(project=project, filters=filters, user=user)
         counted = Sources()
         with transaction.atomic():  # PostgreSQL's server-side cursors live in a transaction
@@ -462,7 +489,7 @@ def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HU
     made: list[Path] = []
     try:
         sources = None
-        if fmt in PAIR_FORMATS and source != DatasetSnapshot.Source.SYNTHETIC:
+        if fmt in STREAMED_FORMATS and source != DatasetSnapshot.Source.SYNTHETIC:
             counter: Counter = Counter()
             counted = Sources()
             result = pair_export(projects=projects, source=source, fmt=fmt, weighted=weighted, filters=filters,
@@ -470,6 +497,7 @@ def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HU
                                  lineage_path=lineage_partial, keep_lineage=LINEAGE_INLINE_ROWS + 1,
                                  progress=progress)
             count, digest, lineage = result.rows, result.sha256, result.lineage
+            lineage_sha256 = result.lineage_sha256
             dropped = {key: counter[key] for key in DROP_REASONS if counter[key]}
             unlabeled, label_counts = counter["unlabeled"], _label_counts(project)
             identical = _identical(project, digest) if count else None
@@ -480,6 +508,10 @@ def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HU
             count, digest, lineage, identical = len(plan.rows), plan.sha256, list(plan.lineage), plan.identical
             dropped, unlabeled, label_counts = plan.dropped, plan.unlabeled, plan.label_counts
             partial.write_bytes(plan.body or b"")
+            lineage_body = "".join(json.dumps(entry) + "\n" for entry in lineage).encode() \
+                if count > LINEAGE_INLINE_ROWS else b""
+            lineage_partial.write_bytes(lineage_body)
+            lineage_sha256 = hashlib.sha256(lineage_body).hexdigest()
         if not count:
             raise ValidationError(f"Project {project.name!r} has no {source} labels to export as {fmt} yet.")
         if identical is not None and not allow_duplicate:
@@ -493,12 +525,12 @@ def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HU
         lineage_file = {}
         lineage_source: Sequence[dict] | Path | None = lineage
         if count > LINEAGE_INLINE_ROWS:
-            lineage_relative = folder / f"{digest}.lineage-{result.lineage_sha256[:16]}.jsonl"
+            lineage_relative = folder / f"{digest}.lineage-{lineage_sha256[:16]}.jsonl"
             if not (settings.MEDIA_ROOT / lineage_relative).exists():
                 lineage_partial.rename(settings.MEDIA_ROOT / lineage_relative)
                 made.append(settings.MEDIA_ROOT / lineage_relative)
             lineage, lineage_source = None, settings.MEDIA_ROOT / lineage_relative
-            lineage_file = {"lineage_file": str(lineage_relative), "lineage_sha256": result.lineage_sha256}
+            lineage_file = {"lineage_file": str(lineage_relative), "lineage_sha256": lineage_sha256}
         if not layout.is_default:
             layout_relative = folder / f"{digest}.{layout.key}"
             target_dir = settings.MEDIA_ROOT / layout_relative

@@ -49,7 +49,7 @@ def options_of(page: str, name: str) -> set[str]:
 def test_a_pairwise_project_is_offered_pair_formats_only(client, researcher):
     client.force_login(researcher.user)
     page = client.get(reverse("training:datasets", args=[researcher.project.pk])).content.decode()
-    assert options_of(page, "format") == {"preference", "unpaired", "sft"}
+    assert options_of(page, "format") == {"preference", "unpaired", "sft", "prompt_only"}
     assert options_of(page, "source") == {"human", "ai", "both", "synthetic"}
     assert 'name="neutral"' not in page and "Stepwise" not in page
     assert 'name="weighted"' in page

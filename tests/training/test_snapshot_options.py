@@ -424,3 +424,52 @@ def test_the_rows_synthesis_jobs_chose_themselves(people, media):
                          filters=filters_parse({"synthesis_jobs": [revise.pk]})).rows == []
     with pytest.raises(ValidationError, match="filtered by job only"):
         snapshot_options_parse(project=project, data={"source": "synthetic", "filters": {"min_agreement": 0.5}})
+
+
+def test_prompt_only_rows_of_the_problem_bank_split_by_their_marks(tmp_path, media):
+    import datasets
+
+    from synth.problems import problems_import
+
+    project = ProjectFactory()
+    path = tmp_path / "problems.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in [
+        {"question": "What is 2+3?", "answer": "Add them.\n#### 5", "tags": ["arith"], "split": "train"},
+        {"question": "What is 7*6?", "answer": "42", "tags": ["arith"], "split": "test"},
+        {"prompt": "Write add(a, b).", "test_list": ["assert add(1, 2) == 3"], "tags": ["code"]},
+        {"prompt": "Write inc(x).", "test": "def check(candidate):\n    assert candidate(1) == 2\n",
+         "entry_point": "inc", "tags": ["code"]},
+    ]) + "\n")
+    problems_import(project=project, path=path)
+    options = snapshot_options_parse(project=project, data={"format": "prompt_only", "layout": {"split": "marked"}})
+    snapshot = snapshot_create(project=project, **options)
+    rows = _rows(snapshot)
+    assert rows[0] == {"prompt": [{"role": "user", "content": "What is 2+3?"}], "answer": "5", "tests": []}
+    assert rows[2]["tests"] == ["assert add(1, 2) == 3"] and rows[2]["answer"] == ""
+    assert rows[3]["tests"][0].rstrip().endswith("check(inc)")  # HumanEval's check made one test that calls it
+    assert snapshot.manifest["record"] == "prompt_only"
+    assert {split: info["rows"] for split, info in snapshot.manifest["splits"].items()} == {"train": 3, "test": 1}
+    loaded = datasets.load_dataset(str(settings.MEDIA_ROOT / snapshot.manifest["folder"]))
+    assert loaded["test"][0]["answer"] == "42"
+    arith = snapshot_plan(project=project, **snapshot_options_parse(
+        project=project, data={"format": "prompt_only", "filters": {"tags": ["arith"]}}))
+    assert len(arith.rows) == 2
+    with pytest.raises(ValidationError, match="only problems carry"):
+        snapshot_options_parse(project=project, data={"layout": {"split": "marked"}})
+
+
+def test_a_large_snapshot_built_in_memory_keeps_its_lineage_in_a_file_too(people, media, monkeypatch):
+    from synth.models import SyntheticRow
+
+    project, _, _ = people
+    endpoint = ModelEndpoint.objects.create(name="gen", path="unused")
+    job = SynthesisJob.objects.create(project=project, endpoint=endpoint)
+    prompt = PromptFactory(project=project)
+    for i in range(3):
+        SyntheticRow.objects.create(project=project, job=job, kind=SyntheticRow.Kind.SFT, prompt=prompt,
+                                    messages=prompt.messages, completion=f"target {i}")
+    monkeypatch.setattr("training.services.LINEAGE_INLINE_ROWS", 2)
+    snapshot = snapshot_create(project=project, source="synthetic", fmt="sft")
+    assert snapshot.manifest["lineage"] is None
+    lines = (settings.MEDIA_ROOT / snapshot.manifest["lineage_file"]).read_text().splitlines()
+    assert [json.loads(line)["synthesis_jobs"] for line in lines] == [[job.pk]] * 3
