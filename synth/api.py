@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.http import Http404
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers
-from rest_framework.decorators import api_view
+from rest_framework.decorators import api_view, parser_classes
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -15,7 +16,7 @@ from annotate.api_errors import ID_MAX
 from annotate.models import Membership
 from annotate.roles import job_start_permission, permission_require
 from annotate.selectors import project_get_for_user
-from synth.models import Constitution, ModelEndpoint, SynthesisJob
+from synth.models import Constitution, ModelEndpoint, Problem, SynthesisJob
 from synth.selectors import endpoint_get_for_user, endpoints_for_user, endpoints_usable, synthesis_jobs_for_project
 from synth.services import endpoint_check, endpoint_supports_text, synthesis_job_create
 
@@ -133,3 +134,80 @@ def synthesis_job_detail(request: Request, project_id: int, job_id: int) -> Resp
     if job is None:
         raise Http404("No such job.")
     return Response(SynthesisJobSerializer(job).data)
+
+
+PROBLEMS_PAGE = 100
+
+
+class ProblemSerializer(serializers.ModelSerializer):
+    kind = serializers.CharField(read_only=True, help_text='"math" (an answer) or "code" (tests).')
+    tests = serializers.JSONField(help_text="A list of assert lines, a HumanEval check function's source, or null.")
+    tags = serializers.JSONField(help_text="A list of tags.")
+    metadata = serializers.JSONField()
+
+    class Meta:
+        model = Problem
+        fields = ["id", "kind", "question", "answer", "tests", "entry_point", "tags", "split", "source", "metadata",
+                  "created_at"]
+        read_only_fields = fields
+
+
+class ProblemPageSerializer(serializers.Serializer):
+    count = serializers.IntegerField(help_text="Problems that match the filters.")
+    page = serializers.IntegerField()
+    pages = serializers.IntegerField()
+    results = ProblemSerializer(many=True)
+
+
+class ProblemUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="JSON Lines, a JSON array or Parquet (GSM8K/MATH or MBPP/HumanEval "
+                                           "fields), imported all or nothing.")
+    tags = serializers.CharField(required=False, allow_blank=True, default="",
+                                 help_text="Tags added to every problem, comma-separated.")
+    split = serializers.ChoiceField(choices=Problem.Split.choices, required=False, allow_null=True, default=None,
+                                    help_text="The split of every problem (default: each record's own, else train).")
+
+
+class ProblemImportSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    math = serializers.IntegerField()
+    code = serializers.IntegerField()
+
+
+@extend_schema(methods=["GET"], responses=ProblemPageSerializer, parameters=[
+    OpenApiParameter("tag", str), OpenApiParameter("split", str, enum=Problem.Split.values),
+    OpenApiParameter("kind", str, enum=["math", "code"]), OpenApiParameter("q", str),
+    OpenApiParameter("page", int)])
+@extend_schema(methods=["POST"], request={"multipart/form-data": ProblemUploadSerializer},
+               responses={201: ProblemImportSerializer})
+@api_view(["GET", "POST"])
+@parser_classes([MultiPartParser, FormParser])
+def problems(request: Request, project_id: int) -> Response:
+    """Researchers of the project: its problems, filtered by tag, split, kind ("math"/"code") and text, 100 a
+    page (GET); or an import of a file (POST, multipart): all or nothing, 400 naming the file, line and field
+    of the first bad record."""
+    from django.core.paginator import Paginator
+
+    from synth.problems import problems_filter, problems_upload, tags_parse
+
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    if request.method == "GET":
+        filters = {name: str(request.query_params.get(name, "")).strip()[:200]
+                   for name in ("tag", "split", "kind", "q")}
+        if filters["split"] not in ("", *Problem.Split.values):
+            raise ValidationError({"split": f"split: expected one of {', '.join(Problem.Split.values)}"})
+        if filters["kind"] not in ("", "math", "code"):
+            raise ValidationError({"kind": "kind: expected math or code"})
+        page = Paginator(problems_filter(project=project, **filters), PROBLEMS_PAGE).get_page(
+            request.query_params.get("page"))
+        return Response({"count": page.paginator.count, "page": page.number, "pages": page.paginator.num_pages,
+                         "results": ProblemSerializer(page.object_list, many=True).data})
+    data = ProblemUploadSerializer(data=request.data)
+    data.is_valid(raise_exception=True)
+    try:
+        tags = tags_parse(data.validated_data["tags"] or None)
+    except ValueError as exc:
+        raise ValidationError({"tags": str(exc)}) from None
+    summary = problems_upload(project=project, upload=data.validated_data["file"], tags=tags,
+                              split=data.validated_data["split"])
+    return Response({"count": summary.count, "math": summary.math, "code": summary.code}, status=201)

@@ -293,3 +293,10 @@ class Problem(models.Model):
     def kind(self) -> str:
         """"code" when it has tests, else "math"."""
         return "math" if self.tests is None else "code"
+
+    @property
+    def test_count(self) -> int:
+        """Its tests: assert lines, or 1 for a HumanEval check function."""
+        if self.tests is None:
+            return 0
+        return 1 if isinstance(self.tests, str) else len(self.tests)

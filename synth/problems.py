@@ -166,6 +166,19 @@ def problems_import(*, project: Project, path: str | Path, tags: Sequence[str] =
     return ImportSummary(count=len(problems), math=len(problems) - code, code=code)
 
 
+def problems_upload(*, project: Project, upload, tags: Sequence[str] = (), split: str | None = None) -> ImportSummary:
+    """``problems_import`` of an uploaded file (written to a temporary file first: Parquet needs to seek)."""
+    import tempfile
+
+    suffix = Path(upload.name or "").suffix[:10]
+    with tempfile.NamedTemporaryFile(suffix=suffix) as handle:
+        for piece in upload.chunks():
+            handle.write(piece)
+        handle.flush()
+        return problems_import(project=project, path=handle.name, tags=tags, split=split,
+                               display_name=Path(upload.name or "upload").name)
+
+
 # -- reads -------------------------------------------------------------------------------------------------------
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -11,7 +13,8 @@ from django.views.decorators.http import require_http_methods
 from annotate.models import Membership, Project
 from annotate.roles import job_start_permission, permission_require
 from annotate.selectors import project_get_for_user
-from synth.models import Constitution, ModelEndpoint, SynthesisJob, SyntheticRow
+from annotate.views import page_links
+from synth.models import Constitution, ModelEndpoint, Problem, SynthesisJob, SyntheticRow
 from synth.selectors import (
     endpoint_get_for_user,
     endpoints_for_user,
@@ -79,7 +82,8 @@ def _param_field(param: Param, endpoints) -> forms.Field:
     if param.type == "bool":
         return forms.BooleanField(initial=param.default, required=False, **common)
     if param.type == "choice":
-        return forms.ChoiceField(choices=[(c, c.replace("_", " ")) for c in param.choices], initial=param.default,
+        return forms.ChoiceField(choices=[(c, c.replace("_", " ") or "any") for c in param.choices],
+                                 initial=param.default, required="" not in param.choices,
                                  **common)
     if param.type == "choices":
         return forms.MultipleChoiceField(choices=[(c, c.replace("_", " ")) for c in param.choices],
@@ -134,6 +138,8 @@ def job_detail(request: HttpRequest, project_id: int, job_id: int) -> HttpRespon
     rows = SyntheticRow.objects.filter(job=job).select_related("prompt").order_by("id")[:20]
     context = {"project": project, "job": job, "rows": rows, "counts": sorted((job.stats.get("counts") or {}).items()),
                "curve": curve_svg(job.stats.get("best_of_n") or []),
+               "pass_at_k": [(k, v) for k, v in (job.stats.get("pass_at_k") or {}).items() if k.startswith("pass@")],
+               "pass_by_problem": list((job.stats.get("pass_at_k_by_problem") or {}).items())[:100],
                "params": sorted((k, v) for k, v in job.params.items() if not k.startswith("_"))}
     return render(request, "synth/job_detail.html", context)
 
@@ -186,3 +192,51 @@ def endpoints(request: HttpRequest) -> HttpResponse:
     rows = [(endpoint, endpoint_supports_text(endpoint=endpoint)) for endpoint in endpoint_list]
     return render(request, "synth/endpoints.html", {
         "rows": rows, "can_check": request.user.has_perm("synth.change_modelendpoint")})
+
+
+PROBLEMS_PER_PAGE = 50
+
+
+class ProblemUploadForm(forms.Form):
+    file = forms.FileField(help_text="JSON Lines, a JSON array or Parquet: question/answer (GSM8K, MATH) or "
+                                     "prompt with tests, test_list or test and entry_point (MBPP, HumanEval).")
+    tags = forms.CharField(required=False, help_text="Tags added to every problem, comma-separated.")
+    split = forms.ChoiceField(choices=[("", "each record's own (else train)"), *Problem.Split.choices],
+                              required=False)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def problems(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Researchers: the project's problem bank, filtered by tag, split, kind and text, paged; an upload form
+    that imports a file all or nothing (its first bad record named by line and field)."""
+    from django.core.paginator import Paginator
+
+    from synth.problems import problems_filter, problems_tags, problems_upload, tags_parse
+
+    project = project_get_for_user(user=request.user, project_id=project_id, role=Membership.Role.RESEARCHER)
+    form = ProblemUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tags = tags_parse(form.cleaned_data["tags"] or None)
+            summary = problems_upload(project=project, upload=form.cleaned_data["file"], tags=tags,
+                                      split=form.cleaned_data["split"] or None)
+        except ValueError as exc:
+            form.add_error("tags", str(exc))
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else "file", errors)
+        else:
+            messages.success(request, f"Imported {summary.count} problems ({summary.math} math, {summary.code} code).")
+            return redirect("synth:problems", project_id=project.pk)
+    filters = {name: request.GET.get(name, "").strip()[:200] for name in ("tag", "split", "kind", "q")}
+    if filters["split"] not in ("", *Problem.Split.values):
+        filters["split"] = ""
+    if filters["kind"] not in ("", "math", "code"):
+        filters["kind"] = ""
+    page = Paginator(problems_filter(project=project, **filters), PROBLEMS_PER_PAGE).get_page(request.GET.get("page"))
+    query = urlencode({k: v for k, v in filters.items() if v})
+    context = {"project": project, "page": page, "pages": page_links(page), "filters": filters, "form": form,
+               "query": query + "&" if query else "", "filtered": bool(query),
+               "tags": problems_tags(project=project), "splits": Problem.Split.choices}
+    return render(request, "synth/problems.html#list" if request.htmx else "synth/problems.html", context)
