@@ -154,3 +154,17 @@ def test_a_resumed_trace_job_adds_nothing_twice(server, monkeypatch):
     SynthesisJob.objects.filter(pk=job.pk).update(status="queued")
     synthesis_job_run(job_id=job.pk)
     assert SyntheticRow.objects.count() == before
+
+
+def test_the_job_page_shows_pass_at_k(server, client):
+    from annotate.models import Membership
+    from tests.factories import MembershipFactory
+
+    project = bank()
+    membership = MembershipFactory(project=project, role=Membership.Role.RESEARCHER)
+    client.force_login(membership.user)
+    endpoint = ModelEndpoint.objects.create(name="m", kind="openai", path="m", base_url=server.url)
+    job = synthesis_job_create(project=project, endpoint=endpoint, kind="traces", params={"n": 4}, start=False)
+    job = synthesis_job_run(job_id=job.pk)
+    page = client.get(f"/projects/{project.pk}/synthesis/{job.pk}/").content.decode()
+    assert "pass@k" in page and "pass@1 0.333" in page and "pass@4 0.667" in page
