@@ -9,6 +9,7 @@ from annotate.models import Membership, PairLabel, Project
 from annotate.selectors import project_list_for_user
 from judges.models import AIJudgment
 from synth.models import SynthesisJob
+from synth.problems import problems_tags
 
 
 def export_filter_choices(*, project: Project, user: AbstractBaseUser | None) -> dict[str, list[tuple[str, str]]]:
@@ -34,4 +35,5 @@ def export_filter_choices(*, project: Project, user: AbstractBaseUser | None) ->
         "judges": [(f"{pk}:{version}", f"{name} (v{version})") for pk, name, version in judged],
         "constitution_versions": [(str(v), f"v{v}") for v in constitutions],
         "synthesis_jobs": [(str(job.pk), f"#{job.pk} {job.get_kind_display()} ({job.status})") for job in jobs],
+        "tags": [(tag, tag) for tag in problems_tags(project=project)],
     }

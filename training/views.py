@@ -56,8 +56,8 @@ def _record_words(fmt: str) -> str:
 
 
 FILTER_FIELDS = ("projects", "annotators", "since", "until", "min_agreement", "min_strength", "judges",
-                 "constitution_versions", "synthesis_jobs", "max_synthetic_share")
-LAYOUT_FIELDS = ("target", "file_format", "test_share", "seed")
+                 "constitution_versions", "synthesis_jobs", "max_synthetic_share", "tags")
+LAYOUT_FIELDS = ("target", "file_format", "test_share", "seed", "marked_split")
 
 
 class SnapshotForm(forms.Form):
@@ -92,6 +92,7 @@ class SnapshotForm(forms.Form):
     max_synthetic_share = forms.FloatField(required=False, min_value=0, max_value=1, label="Synthetic share at most",
                                            widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "e.g. 0.3"}),
                                            help_text=FILTER_HELP["max_synthetic_share"])
+    tags = forms.MultipleChoiceField(required=False, label="Problem tags", help_text=FILTER_HELP["tags"])
     # Layout.
     target = forms.ChoiceField(choices=[(name, t.description.split(":")[0]) for name, t in TARGETS.items()],
                                initial="trl", required=False, help_text="The trainer the folder is laid out for.")
@@ -101,6 +102,7 @@ class SnapshotForm(forms.Form):
                                   widget=forms.NumberInput(attrs={"step": "0.05", "placeholder": "e.g. 0.1"}),
                                   help_text="Share of prompts held out; by a hash of each prompt, none in both.")
     seed = forms.IntegerField(required=False, initial=0, help_text="The same seed gives the same split.")
+    marked_split = forms.BooleanField(required=False, label="Prompt-only: split by the problems' own marks")
 
     def __init__(self, *args, project: Project, user=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -110,13 +112,13 @@ class SnapshotForm(forms.Form):
         self.fields["source"].choices = [(s, DatasetSnapshot.Source(s).label)
                                          for s in sources_for_project(project=project)]
         if project.task_kind == Project.TaskKind.STEPS:
-            for name in ("weighted", "both_bad", *FILTER_FIELDS):
+            for name in ("weighted", "both_bad", "marked_split", *FILTER_FIELDS):
                 del self.fields[name]
         else:
             del self.fields["neutral"]
             for name, choices in export_filter_choices(project=project, user=user).items():
                 self.fields[name].choices = choices
-            for name in ("projects", "annotators", "judges", "constitution_versions", "synthesis_jobs"):
+            for name in ("projects", "annotators", "judges", "constitution_versions", "synthesis_jobs", "tags"):
                 if not self.fields[name].choices:
                     del self.fields[name]
 
@@ -138,7 +140,9 @@ class SnapshotForm(forms.Form):
         filters = {name: data[name] for name in FILTER_FIELDS
                    if name in self.fields and data.get(name) not in (None, "", [])}
         layout: dict = {"target": data.get("target") or "trl", "file_format": data.get("file_format") or "jsonl"}
-        if data.get("test_share"):
+        if data.get("marked_split"):
+            layout["split"] = "marked"
+        elif data.get("test_share"):
             layout["split"] = {"train": round(1 - data["test_share"], 6), "test": data["test_share"]}
             layout["seed"] = data.get("seed") or 0
         return {"format": data["format"], "source": data["source"], "weighted": data.get("weighted", False),

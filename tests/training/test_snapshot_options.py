@@ -473,3 +473,24 @@ def test_a_large_snapshot_built_in_memory_keeps_its_lineage_in_a_file_too(people
     assert snapshot.manifest["lineage"] is None
     lines = (settings.MEDIA_ROOT / snapshot.manifest["lineage_file"]).read_text().splitlines()
     assert [json.loads(line)["synthesis_jobs"] for line in lines] == [[job.pk]] * 3
+
+
+def test_the_page_exports_the_problem_bank_by_tag_split_by_its_marks(tmp_path, client, media):
+    from synth.problems import problems_import
+
+    member = MembershipFactory(role=Membership.Role.RESEARCHER)
+    project = member.project
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps({"question": f"q{i}", "answer": str(i), "tags": ["even" if i % 2 == 0 else "odd"],
+                                        "split": "test" if i < 2 else "train"}) + "\n" for i in range(6)))
+    problems_import(project=project, path=path)
+    client.force_login(member.user)
+    url = reverse("training:datasets", args=[project.pk])
+    page = client.get(url).content.decode()
+    assert 'value="even"' in page and 'name="marked_split"' in page
+    response = client.post(url, {"format": "prompt_only", "source": "human", "tags": ["even"], "marked_split": "on",
+                                 "target": "trl", "file_format": "jsonl", "name": "even", "action": "create"})
+    assert response.status_code == 302
+    snapshot = DatasetSnapshot.objects.get(name="even")
+    assert snapshot.rows == 3 and snapshot.manifest["options"]["filters"] == {"tags": ["even"]}
+    assert {split: info["rows"] for split, info in snapshot.manifest["splits"].items()} == {"test": 1, "train": 2}
