@@ -27,17 +27,14 @@ def user(text):
     return [{"role": "user", "content": text}]
 
 
-PROMPTS = [
-    PromptOnlyRow(user("What is 2 + 2?"), answer="4", tests=[]),
-    PromptOnlyRow(user("What is 3 + 4?"), answer="7", tests=[]),
-    PromptOnlyRow("What is 5 - 1? The answer is", answer="4", tests=[]),
-    PromptOnlyRow(user("What is 6 / 2?"), answer="3", tests=[]),
-]
+QUESTIONS = [("What is 2 + 2?", "4"), ("What is 3 + 4?", "7"), ("What is 5 - 1?", "4"), ("What is 6 / 2?", "3")]
 
 
-def snapshot(tmp_path):
-    written = snapshot_folder_write(tmp_path / "snapshot", {"train": PROMPTS, "test": PROMPTS[:2]},
-                                    kind="prompt_only")
+def snapshot(tmp_path, conversational=True):
+    """Prompt-only rows with answers, conversations or plain text (a file holds one form)."""
+    rows = [PromptOnlyRow(user(q) if conversational else f"{q} The answer is", answer=a, tests=[])
+            for q, a in QUESTIONS]
+    written = snapshot_folder_write(tmp_path / "snapshot", {"train": rows, "test": rows[:2]}, kind="prompt_only")
     return written.folder / "train.jsonl", written.folder / "test.jsonl"
 
 
@@ -71,43 +68,14 @@ def steps_of(out):
 def assert_trained(tiny_model_dir, out, steps):
     assert [m["step"] for m in steps] == [1, 2]
     assert all(math.isfinite(m["loss"]) for m in steps), steps
-    assert all(math.isfinite(m["reward"]) and math.isfinite(m["kl"]) and m["kl"] >= 0 for m in steps), steps
+    assert all(math.isfinite(m["reward"]) and math.isfinite(m["kl"]) for m in steps), steps
+    # (RLOO's KL is a sampled log-ratio estimate: it may be below 0)
+    assert steps[0]["kl"] == 0.0 != steps[1]["kl"], "the policy starts at the reference and moves away"
     assert all(0 < m["completions/mean_length"] <= 8 for m in steps), steps
     assert all(m["tokens_per_s"] > 0 for m in steps), steps
     assert moved(tiny_model_dir, out), "no weight changed"
     assert json.loads((out / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
     assert (out / "tokenizer.json").exists() and not (out / "checkpoints").exists()
-
-
-def test_grpo_trains_two_steps_logs_reward_kl_length_and_pass_rate_and_evaluates(tmp_path, tiny_model_dir):
-    train, test = snapshot(tmp_path)
-    out = tmp_path / "out"
-    events = run("grpo", config(tmp_path, tiny_model_dir, train, eval_dataset=str(test)), tmp_path)
-    start = next(e for e in events if e["event"] == "start")
-    assert start["rewards"] == ["accuracy_reward"] and start["reward_weights"] == [1.0]
-    steps = steps_of(out)
-    assert_trained(tiny_model_dir, out, steps)
-    # a random tiny model answers nothing right: the pass rate is the accuracy reward's mean, 0
-    assert all(m["pass_rate"] == m["rewards/accuracy_reward/mean"] == 0.0 for m in steps), steps
-    live = [e for e in events if e["event"] == "log" and "loss" in e]
-    assert [e["pass_rate"] for e in live] == [m["pass_rate"] for m in steps], "the worker reads it live"
-    evaluation = json.loads((out / "evaluation.json").read_text())
-    assert evaluation["rows"] == 2 and evaluation["pass_rate"] == 0.0 and evaluation["mean_reward"] == 0.0
-
-
-def test_grpo_with_a_format_and_an_accuracy_reward_weighted(tmp_path, tiny_model_dir):
-    train, _ = snapshot(tmp_path)
-    out = tmp_path / "out"
-    events = run("grpo", config(tmp_path, tiny_model_dir, train, rewards="format,accuracy",
-                                reward_weights="0.5,1.0", temperature=0.7), tmp_path)
-    start = next(e for e in events if e["event"] == "start")
-    assert start["rewards"] == ["format_reward", "accuracy_reward"] and start["reward_weights"] == [0.5, 1.0]
-    steps = steps_of(out)
-    assert_trained(tiny_model_dir, out, steps)
-    for m in steps:
-        assert {"rewards/format_reward/mean", "rewards/accuracy_reward/mean", "pass_rate"} <= set(m)
-        assert m["reward"] == pytest.approx(0.5 * m["rewards/format_reward/mean"]
-                                            + m["rewards/accuracy_reward/mean"], abs=1e-5)
 
 
 @pytest.fixture
@@ -123,6 +91,45 @@ def reward_model_dir(tmp_path, tiny_model_dir):
     model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def test_grpo_trains_two_steps_logs_reward_kl_length_and_pass_rate_and_evaluates(tmp_path, tiny_model_dir,
+                                                                                 reward_model_dir):
+    train, test = snapshot(tmp_path)
+    out = tmp_path / "out"
+    # a random tiny model answers nothing right and never stops before max_completion_length: the verifiable
+    # rewards are the same for a whole group (no advantage, nothing learnt); a reward model's scores vary
+    events = run("grpo", config(tmp_path, tiny_model_dir, train, rewards="accuracy", reward_model=str(reward_model_dir),
+                                reward_model_weight=2.0, eval_dataset=str(test)), tmp_path)
+    start = next(e for e in events if e["event"] == "start")
+    assert start["rewards"] == ["accuracy_reward", str(reward_model_dir)] and start["reward_weights"] == [1.0, 2.0]
+    steps = steps_of(out)
+    assert_trained(tiny_model_dir, out, steps)
+    assert all(m["reward"] == pytest.approx(2.0 * m["rewards/reward-model/mean"], abs=1e-5) for m in steps)
+    # the pass rate is the accuracy reward's mean, 0
+    assert all(m["pass_rate"] == m["rewards/accuracy_reward/mean"] == 0.0 for m in steps), steps
+    live = [e for e in events if e["event"] == "log" and "loss" in e]
+    assert [e["pass_rate"] for e in live] == [m["pass_rate"] for m in steps], "the worker reads it live"
+    evaluation = json.loads((out / "evaluation.json").read_text())
+    assert evaluation["rows"] == 2 and evaluation["pass_rate"] == 0.0
+    assert evaluation["mean_reward"] == evaluation["reward_accuracy"] == 0.0
+
+
+def test_grpo_with_a_format_and_an_accuracy_reward_weighted(tmp_path, tiny_model_dir, reward_model_dir):
+    train, _ = snapshot(tmp_path, conversational=False)
+    out = tmp_path / "out"
+    events = run("grpo", config(tmp_path, tiny_model_dir, train, rewards="format,accuracy", reward_weights="0.5,1.0",
+                                reward_model=str(reward_model_dir), reward_model_weight=0.1, temperature=0.7),
+                 tmp_path)
+    start = next(e for e in events if e["event"] == "start")
+    assert start["rewards"] == ["format_reward", "accuracy_reward", str(reward_model_dir)]
+    assert start["reward_weights"] == [0.5, 1.0, 0.1]
+    steps = steps_of(out)
+    assert_trained(tiny_model_dir, out, steps)
+    for m in steps:
+        assert {"rewards/format_reward/mean", "rewards/accuracy_reward/mean", "pass_rate"} <= set(m)
+        assert m["reward"] == pytest.approx(0.5 * m["rewards/format_reward/mean"] + m["rewards/accuracy_reward/mean"]
+                                            + 0.1 * m["rewards/reward-model/mean"], abs=1e-5)
 
 
 def test_rloo_trains_two_steps_against_a_reward_model_with_a_kl_penalty(tmp_path, tiny_model_dir,
