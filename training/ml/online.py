@@ -75,11 +75,12 @@ def reward_names(cfg: OnlineConfig) -> list[str]:
     return names
 
 
-def reward_function(name: str, cfg: OnlineConfig) -> Callable[..., list[float | None]]:
+def reward_function(name: str, *, length_target: int = 128) -> Callable[..., list[float | None]]:
+    """The reward of ``training.ml.rewards`` a job names (also used by the reward module of a cluster run)."""
     from training.ml import rewards
 
     if name == "length":
-        return rewards.make_length_penalty(max_tokens=cfg.length_target)
+        return rewards.make_length_penalty(max_tokens=length_target)
     return {"accuracy": rewards.accuracy_reward, "format": rewards.format_reward,
             "code": rewards.code_reward}[name]
 
@@ -153,7 +154,7 @@ def rewards_build(cfg: OnlineConfig) -> Rewards:
     pass_rate = PassRate() if "accuracy" in names else None
     funcs: list = []
     for name in names:
-        func = reward_function(name, cfg)
+        func = reward_function(name, length_target=cfg.length_target)
         funcs.append(pass_rate.wrap(func) if name == "accuracy" and pass_rate else func)
     if cfg.reward_model:
         funcs.append(cfg.reward_model)  # TRL loads it as a sequence classifier with one label
@@ -227,7 +228,8 @@ def online_evaluate(*, model_dir: str, rows: list[dict], cfg: OnlineConfig) -> d
     metrics: dict[str, Any] = {"rows": len(rows)}
     total = 0.0
     for name, weight in zip(names, weights, strict=True):
-        values = [v for v in reward_function(name, cfg)(prompts, completions, **columns) if v is not None]
+        func = reward_function(name, length_target=cfg.length_target)
+        values = [v for v in func(prompts, completions, **columns) if v is not None]
         mean = sum(values) / len(values) if values else math.nan
         metrics[f"reward_{name}"] = mean
         total += weight * (mean if values else 0.0)
