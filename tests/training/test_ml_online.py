@@ -203,3 +203,67 @@ def test_the_registry_takes_a_prompt_only_snapshot_for_online_methods_and_refuse
         training_job_create(base_endpoint=endpoint, snapshot=snapshot_of("prompt_only"), method=method,
                             hyperparameters={"num_generations": "four"}, start=False)
     assert "num_generations: expected int" in excinfo.value.message_dict["hyperparameters"][0]
+
+
+def test_a_cluster_bundle_writes_verl_parquet_a_reward_module_on_the_verifiers_and_the_commands(tmp_path):
+    import importlib.util
+    import subprocess as sp
+
+    import pyarrow.parquet as pq
+
+    from training.ml.cluster import cluster_bundle, cluster_run, engine_available
+
+    rows = [PromptOnlyRow(user("What is 2 + 2?"), answer="4", tests=[]),
+            PromptOnlyRow(user("What is 1/2 + 1/4?"), answer="3/4", tests=[]),
+            PromptOnlyRow(user("Write add(a, b)."), answer="",
+                          tests=["assert add(1, 2) == 3", "assert add(0, 0) == 0"])]
+    written = snapshot_folder_write(tmp_path / "snap", {"train": rows, "test": rows[:1]}, kind="prompt_only")
+    cfg = GRPOScriptConfig(dataset=str(written.folder / "train.jsonl"), model="base-model",
+                           output_dir=str(tmp_path / "trained"), eval_dataset=str(written.folder / "test.jsonl"),
+                           rewards="accuracy,format", reward_weights="1.0,0.25", num_generations=8, batch_size=16,
+                           beta=0.01, epsilon=0.3, max_completion_length=512, max_steps=30)
+    folder = tmp_path / "bundle"
+    paths = cluster_bundle(cfg, folder)
+    # 1. verl's Parquet: its RL schema, the ground truth of each row
+    table = pq.read_table(paths["verl_train"])
+    assert table.column_names == ["data_source", "prompt", "ability", "reward_model", "extra_info"]
+    assert [r["ground_truth"] for r in table.column("reward_model").to_pylist()] == [
+        "4", "3/4", '["assert add(1, 2) == 3", "assert add(0, 0) == 0"]']
+    assert table.column("ability").to_pylist() == ["math", "math", "code"]
+    assert pq.read_table(paths["verl_test"]).num_rows == 1
+    assert [json.loads(line)["answer"] for line in paths["openrlhf_train"].read_text().splitlines()][:2] == ["4",
+                                                                                                           "3/4"]
+    # 2. the reward module, imported from the folder: the verifiers, weighted
+    spec = importlib.util.spec_from_file_location("bundle_reward_fn", paths["reward_fn"])
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.compute_score("prefdata", "2 + 2 = 4. The answer is 4.", "4", {"split": "train"}) == 1.0
+    assert module.compute_score("prefdata", "The answer is 5.", "4", {"split": "train"}) == 0.0
+    assert module.compute_score("prefdata", "0.75", "3/4") == 1.0
+    assert module.compute_score("prefdata", "<think>2 and 2</think> The answer is 4.", "4") == 1.25
+    # 3. the commands: GRPO with the job's group size, KL, clipping, data and reward module
+    def command(script):
+        import shlex
+
+        return " ".join(shlex.split(script.read_text().split("set -euo pipefail\n", 1)[1].replace("\\\n", " ")))
+
+    verl = command(paths["run_verl"])
+    for part in ["python3 -m verl.trainer.main_ppo", "algorithm.adv_estimator=grpo",
+                 f"data.train_files={folder.resolve() / 'verl' / 'train.parquet'}",
+                 f"custom_reward_function.path={folder.resolve() / 'reward_fn.py'}",
+                 "custom_reward_function.name=compute_score", "actor_rollout_ref.rollout.n=8",
+                 "actor_rollout_ref.actor.kl_loss_coef=0.01", "actor_rollout_ref.actor.clip_ratio=0.3",
+                 "data.train_batch_size=2", "data.max_response_length=512", "trainer.total_training_steps=30",
+                 "actor_rollout_ref.model.path=base-model"]:
+        assert part in verl, part
+    assert "trainer.logger=['console']" in verl and verl.endswith(" $@")
+    openrlhf = command(paths["run_openrlhf"])
+    for part in ["python3 -m openrlhf.cli.train_ppo_ray", "--advantage_estimator group_norm",
+                 "--n_samples_per_prompt 8", "--init_kl_coef 0.01", "--eps_clip 0.3", "--label_key answer",
+                 f"--remote_rm_url {folder.resolve() / 'reward_fn.py'}"]:
+        assert part in openrlhf, part
+    assert sp.run(["bash", "-n", str(paths["run_verl"])]).returncode == 0, "valid shell"
+    # 4. the engines are an optional extra, not installed here: running refuses and says so
+    assert not engine_available("verl") and not engine_available("openrlhf")
+    with pytest.raises(RuntimeError, match="verl is not installed: it is an optional extra"):
+        cluster_run(cfg, folder, engine="verl")
