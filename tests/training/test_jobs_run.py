@@ -392,3 +392,78 @@ def test_a_resumed_trainer_shows_the_metrics_before_its_checkpoint_and_the_new_o
         release.touch()
         worker.join(60)
     assert TrainingJob.objects.get(pk=job.pk).status == "done"
+
+
+# -- every method through the job path ----------------------------------------------------------------------
+
+
+def _pairs_project(n: int = 4):
+    """A pairwise project of ``n`` labelled pairs with short texts (fast to tokenize and train on)."""
+    from tests.factories import CompletionFactory, PairItemFactory, PairLabelFactory, PromptFactory
+
+    project = ProjectFactory()
+    for i in range(n):
+        prompt = PromptFactory(project=project, messages=[{"role": "user", "content": f"Sum {i} + 1?"}])
+        item = PairItemFactory(project=project, prompt=prompt,
+                               completion_a=CompletionFactory(prompt=prompt, text=f"{i + 1}."),
+                               completion_b=CompletionFactory(prompt=prompt, text=f"{i + 2}."))
+        PairLabelFactory(item=item, verdict="A")
+    return project
+
+
+def _steps_project(n: int = 3):
+    """A steps project of ``n`` solutions rated by a person, step by step."""
+    from annotate.models import Project, Prompt, StepItem, StepLabel
+    from tests.factories import UserFactory
+
+    project = ProjectFactory(task_kind=Project.TaskKind.STEPS)
+    person = UserFactory()
+    for i in range(n):
+        prompt = Prompt.objects.create(project=project, messages=[{"role": "user", "content": f"{i} + 2 * 2 = ?"}])
+        item = StepItem.objects.create(project=project, prompt=prompt, steps=["2 * 2 = 4", f"{i} + 4 = {i + 4}"])
+        StepLabel.objects.create(item=item, annotator=person, ratings=[1, 1 if i % 2 else -1])
+    return project
+
+
+def _snapshot_for(kind: str) -> DatasetSnapshot:
+    """A snapshot of the rows ``kind`` made by the app's own export (training.services.snapshot_create)."""
+    from training.services import snapshot_create
+
+    if kind == "stepwise":
+        return snapshot_create(project=_steps_project(), fmt="stepwise")
+    return snapshot_create(project=_pairs_project(), fmt={"preference": "preference", "unpaired": "unpaired",
+                                                          "sft": "sft"}[kind])
+
+
+TRAINED_CLASSES = {"scorer": "AutoModelForSequenceClassification", "step_scorer": "AutoModelForTokenClassification",
+                   "transformers": "AutoModelForCausalLM"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method", [name for name, m in registry.METHODS.items() if m.consumes != "prompt_only"])
+def test_every_method_trains_through_the_job_and_registers_a_model_that_loads(media, tiny_endpoint, method):
+    """The worker's code path (training_job_run: the method's script as a subprocess, metrics read live, the
+    endpoint registered) for each method, two steps on the tiny model."""
+    import math
+
+    import transformers
+
+    spec = registry.METHODS[method]
+    snapshot = _snapshot_for(spec.consumes)
+    assert snapshot.format in {"preference", "unpaired", "sft", "stepwise"} and snapshot.rows >= 3
+    job = TrainingJob.objects.create(base_endpoint=tiny_endpoint, snapshot=snapshot, method=method,
+                                     hyperparameters={"max_steps": 2, "max_length": 48, "batch_size": 2,
+                                                      "use_cpu": True, "learning_rate": 1e-3})
+    job = training_job_run(job_id=job.pk)
+    assert job.status == "done", f"{job.error}\n{job.log[-3000:]}"
+    losses = [m["loss"] for m in job.metrics if "loss" in m]
+    assert [m["step"] for m in job.metrics if "loss" in m] == [1, 2]
+    assert all(math.isfinite(loss) for loss in losses), losses
+    assert job.progress == 2
+    kind = training.jobs.training_endpoint_kind(method=method)
+    assert job.result_endpoint.kind == kind == {"reward": "scorer", "prm": "step_scorer"}.get(method, "transformers")
+    model = getattr(transformers, TRAINED_CLASSES[kind]).from_pretrained(job.result_endpoint.path,
+                                                                        local_files_only=True)
+    assert model.config.model_type == "llama"
+    if method == "prm":
+        assert model.config.id2label == {0: "wrong", 1: "right"} and model.config.step_separator == "\n"
