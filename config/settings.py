@@ -269,6 +269,10 @@ JOB_REAP_SECONDS = float(os.environ.get("JOB_REAP_SECONDS", "30"))
 JOB_TIME_LIMITS = {"import": 6 * 3600, "synthesis": 6 * 3600, "judge": 2 * 3600, "training": 48 * 3600,
                    "snapshot": 4 * 3600}
 JOB_HARD_LIMIT_MARGIN = 600
+# Model-collapse guards: a snapshot whose rows hold generated replies past this share, or replies generated
+# from generated data past this depth, is exported with a warning (in its preview and its manifest).
+SYNTHETIC_WARN_SHARE = float(os.environ.get("SYNTHETIC_WARN_SHARE", "0.5"))
+SYNTHETIC_WARN_DEPTH = int(os.environ.get("SYNTHETIC_WARN_DEPTH", "2"))
 # A message is handed to another worker when it is not acknowledged within the visibility timeout
 # (Redis): longer than the longest hard limit, so a job that runs is never delivered twice for that
 # reason (and a second delivery does nothing while the lease lives, in any case). A job whose worker

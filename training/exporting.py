@@ -56,7 +56,7 @@ Lineage = tuple[int, int, int, int, str, tuple[int, ...], tuple[int, ...]]
 
 _json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(x, ensure_ascii=False), encoder made once
 _DECISIVE = ("A", "B")
-_NO_GENERATION = (None, None, None, None, None)
+_NO_GENERATION = (None, None, None, None, None, None, None)
 NO_FILTERS = ExportFilters()
 
 
@@ -236,6 +236,7 @@ class Sources:
     synthesis_jobs: Counter = field(default_factory=Counter)
     endpoints: Counter = field(default_factory=Counter)
     synthetic: int = 0
+    max_depth: int = 0  # the deepest generation of a reply in the rows (1: generated from human input)
     items: int = 0
 
 
@@ -244,7 +245,8 @@ _ITEM_COLUMNS = ("id", "prompt_id", "completion_a_id", "completion_a__text", "co
                  "completion_b__text", "final_verdict", "final_strength", "adjudicated_by_id")
 # Of the items with a generated reply only (a stream of its own: none for a project of human data).
 _GENERATED_COLUMNS = ("id", "completion_a__generation__job_id", "completion_a__generation__endpoint_id",
-                      "completion_b__generation__job_id", "completion_b__generation__endpoint_id")
+                      "completion_b__generation__job_id", "completion_b__generation__endpoint_id",
+                      "completion_a__generation__depth", "completion_b__generation__depth")
 
 
 def _unpaired_lines(prompt_json: str, chosen: str, rejected: str, label_rejected: bool = False) -> tuple[str, str]:
@@ -354,7 +356,8 @@ def pair_lines(*, projects: Sequence[Project], source: str, fmt: str = "preferen
                 continue
             generation = generated.take(item_id)
             synthetic = bool(generation)
-            _, a_job, a_endpoint, b_job, b_endpoint = generation[0] if synthetic else _NO_GENERATION
+            _, a_job, a_endpoint, b_job, b_endpoint, a_depth, b_depth = generation[0] if synthetic \
+                else _NO_GENERATION
             if synthetic and synthetic_keep is not None:
                 kept, seen = synthetic_keep
                 j, synthetic_seen = synthetic_seen, synthetic_seen + 1
@@ -391,6 +394,7 @@ def pair_lines(*, projects: Sequence[Project], source: str, fmt: str = "preferen
                 else:
                     sources.judges.update({(j[4], j[5], j[6]) for j in judged})
                 if synthetic:
+                    sources.max_depth = max(sources.max_depth, a_depth or 0, b_depth or 0)
                     sources.synthetic += 1
                     sources.synthesis_jobs.update(jobs)
                     sources.endpoints.update({e for e in (a_endpoint, b_endpoint) if e is not None})

@@ -389,7 +389,25 @@ def sources_manifest(sources: Sources) -> dict:
                        "rows": n} for pk, n in sorted(sources.endpoints.items())],
         "synthetic_rows": sources.synthetic,
         "synthetic_share": round(sources.synthetic / sources.items, 4) if sources.items else 0.0,
+        "max_depth": sources.max_depth,
     }
+
+
+def synthetic_warnings(sources: dict | None) -> list[str]:
+    """Model-collapse warnings of a snapshot's sources: a share of rows with a generated reply past
+    SYNTHETIC_WARN_SHARE, replies generated from generated data past SYNTHETIC_WARN_DEPTH."""
+    if not sources:
+        return []
+    warnings = []
+    share, depth = sources.get("synthetic_share", 0.0), sources.get("max_depth", 0)
+    if share > settings.SYNTHETIC_WARN_SHARE:
+        warnings.append(f"{share:.0%} of the rows hold a generated reply, past the {settings.SYNTHETIC_WARN_SHARE:.0%} "
+                        f"set (SYNTHETIC_WARN_SHARE): cap it with the synthetic share filter.")
+    if depth > settings.SYNTHETIC_WARN_DEPTH:
+        warnings.append(f"Replies generated from generated data, {depth} generations deep, past the "
+                        f"{settings.SYNTHETIC_WARN_DEPTH} set (SYNTHETIC_WARN_DEPTH): models trained on their own "
+                        f"output over generations lose the tails of the data.")
+    return warnings
 
 
 def snapshot_plan(*, project: Project, source: str = DatasetSnapshot.Source.HUMAN,
@@ -561,7 +579,8 @@ def snapshot_create(*, project: Project, source: str = DatasetSnapshot.Source.HU
                     "rows": count, "sha256": digest, "created_at": timezone.now().isoformat(),
                     "created_by": created_by, "code_version": code_version(), "dropped": dropped,
                     "unlabeled": unlabeled, "label_counts": label_counts,
-                    **({"sources": sources} if sources is not None else {}), **layout_manifest,
+                    **({"sources": sources, "warnings": synthetic_warnings(sources)} if sources is not None else {}),
+                    **layout_manifest,
                     "lineage": lineage, **lineage_file}
         return DatasetSnapshot.objects.create(
             project=project, name=name, source=source, format=fmt, options=options, file=str(relative),

@@ -44,6 +44,7 @@ from training.services import (
     snapshot_path,
     snapshot_plan,
     sources_for_project,
+    synthetic_warnings,
 )
 
 log = logging.getLogger(__name__)
@@ -156,6 +157,7 @@ def _plan_context(plan: ExportPlan | None) -> dict:
     reasons = [{"n": plan.dropped[key], "words": words, "why": DROP_REASONS_WHY[key]}
                for key, words in DROP_REASONS.items() if key in plan.dropped]
     return {"plan": plan, "plan_dropped": dropped_text(plan.dropped), "plan_reasons": reasons,
+            "plan_warnings": synthetic_warnings(plan.sources) if len(plan.rows) else [],
             "plan_record": _record_words(plan.fmt),
             "plan_unit": "solution" if plan.project.task_kind == Project.TaskKind.STEPS else "pair"}
 

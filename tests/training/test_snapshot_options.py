@@ -158,6 +158,12 @@ def test_synthesis_jobs_and_the_cap_on_synthetic_rows(people, media):
     assert len(kept) == 4 and all(entry["synthesis_jobs"] == [job.pk] for entry in kept)
     none = snapshot_plan(project=project, filters=filters_parse({"max_synthetic_share": 0}))
     assert len(none.rows) == 4 and none.dropped == {"synthetic_cap": 6}
+    # Past the share and the depth set, the export warns (model collapse); under them it does not.
+    assert capped.manifest["warnings"] == []
+    Generation.objects.filter(job=job).update(depth=3)
+    deep = snapshot_create(project=project)
+    assert deep.manifest["sources"]["max_depth"] == 3 and deep.manifest["sources"]["synthetic_share"] == 0.6
+    assert [w.split(" ")[0] for w in deep.manifest["warnings"]] == ["60%", "Replies"]
 
 
 def test_other_projects_join_only_where_the_user_researches(people, media):
