@@ -53,7 +53,8 @@ def main() -> None:
 
     from prefdata.records import PromptOnlyRow
     from prefdata.targets import snapshot_folder_write
-    from training.ml.grpo import GRPOScriptConfig, main as grpo_main
+    from training.ml.grpo import GRPOScriptConfig
+    from training.ml.grpo import main as grpo_main
 
     work = Path(tempfile.mkdtemp(prefix="grpo-format-"))
     rows = [PromptOnlyRow([{"role": "user", "content": INSTRUCTION + q}], answer="", tests=[]) for q in QUESTIONS]
