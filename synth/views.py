@@ -14,6 +14,7 @@ from annotate.models import Membership, Project
 from annotate.roles import job_start_permission, permission_require
 from annotate.selectors import project_get_for_user
 from annotate.views import page_links
+from prefdata.verifiers.sandbox import sandbox_status
 from synth.models import Constitution, ModelEndpoint, Problem, SynthesisJob, SyntheticRow
 from synth.selectors import (
     endpoint_get_for_user,
@@ -238,5 +239,6 @@ def problems(request: HttpRequest, project_id: int) -> HttpResponse:
     query = urlencode({k: v for k, v in filters.items() if v})
     context = {"project": project, "page": page, "pages": page_links(page), "filters": filters, "form": form,
                "query": query + "&" if query else "", "filtered": bool(query),
-               "tags": problems_tags(project=project), "splits": Problem.Split.choices}
+               "tags": problems_tags(project=project), "splits": Problem.Split.choices,
+               "sandbox": None if request.htmx else sandbox_status()}
     return render(request, "synth/problems.html#list" if request.htmx else "synth/problems.html", context)

@@ -174,3 +174,15 @@ def test_the_api_lists_with_filters_and_creates_by_upload(client, researcher):
     bad = SimpleUploadedFile("h.jsonl", (json.dumps({"prompt": "x", "test": "def check(c): pass"}) + "\n").encode())
     response = client.post(url, {"file": bad})
     assert response.status_code == 400 and "entry_point" in json.dumps(response.json())
+
+
+def test_the_page_says_which_protections_code_verification_has(client, researcher, monkeypatch):
+    url = reverse("synth:problems", args=[researcher.project.pk])
+    fake = {"mode": "refused", "protections": ["wall-clock timeout that kills the run's process group"],
+            "missing": ["no network (own network namespace)"]}
+    monkeypatch.setattr("synth.views.sandbox_status", lambda: fake)
+    page = client.get(url).content.decode()
+    assert "<b>refused</b>: bubblewrap is missing" in page and "Missing: no network (own network namespace)." in page
+    monkeypatch.setattr("synth.views.sandbox_status", lambda: {**fake, "mode": "sandbox", "missing": []})
+    page = client.get(url).content.decode()
+    assert "sandboxed (bubblewrap)" in page and "Missing:" not in page
