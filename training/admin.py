@@ -30,7 +30,8 @@ class TrainingJobForm(forms.ModelForm):
 
     class Meta:
         model = TrainingJob
-        fields = ["method", "base_endpoint", "snapshot", "hyperparameters", "accelerate_config", "num_processes"]
+        fields = ["method", "base_endpoint", "snapshot", "hyperparameters", "accelerate_config", "num_processes",
+                  "win_rate_judge", "win_rate_prompts"]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -50,7 +51,8 @@ class TrainingJobForm(forms.ModelForm):
             try:
                 data["hyperparameters"] = training_job_check(
                     method=data["method"], snapshot=data["snapshot"], hyperparameters=data.get("hyperparameters"),
-                    accelerate_config=data.get("accelerate_config") or "", num_processes=data.get("num_processes") or 1)
+                    accelerate_config=data.get("accelerate_config") or "", num_processes=data.get("num_processes") or 1,
+                    win_rate_judge=data.get("win_rate_judge"), win_rate_prompts=data.get("win_rate_prompts") or 50)
             except ValidationError as exc:
                 for field, messages_ in exc.message_dict.items():
                     self.add_error(field if field in self.fields else None, messages_)

@@ -15,9 +15,11 @@ from annotate.job_lifecycle import job_cancel, job_retry
 from annotate.models import Membership
 from annotate.roles import job_start_permission, permission_require
 from annotate.selectors import project_get_for_user
+from judges.models import Judge
 from synth.selectors import endpoints_usable
 from training.jobs import (
     MAX_PROCESSES,
+    MAX_WIN_RATE_PROMPTS,
     training_job_create,
     training_job_get_for_user,
     training_job_hyperparameters,
@@ -39,6 +41,12 @@ class TrainingJobInSerializer(serializers.Serializer):
         help_text="Path of an accelerate or DeepSpeed config on the training worker; blank: one plain process.")
     num_processes = StrictIntegerField(required=False, default=1, min_value=1, max_value=MAX_PROCESSES,
                                        help_text="Processes (GPUs) accelerate starts.")
+    win_rate_judge = StrictIntegerField(
+        required=False, allow_null=True, default=None,
+        help_text="Policy methods: the id of a judge that compares the trained model's answers with the base "
+                  "model's on held-out prompts, in both orders (evaluation.win_rate); null: none.")
+    win_rate_prompts = StrictIntegerField(required=False, default=50, min_value=1, max_value=MAX_WIN_RATE_PROMPTS,
+                                          help_text="The most held-out prompts the win rate is measured on.")
     start = StrictBooleanField(default=True, help_text="Queue it at once (else it waits for a retry).")
 
 
@@ -52,6 +60,8 @@ class TrainingJobSerializer(serializers.ModelSerializer):
     method_label = serializers.CharField(source="get_method_display", read_only=True)
     snapshot = serializers.SerializerMethodField()
     base_endpoint = serializers.SerializerMethodField()
+    win_rate_judge = serializers.SerializerMethodField(
+        help_text="The judge of the win rate against the base model (its result: evaluation.win_rate).")
     result_endpoint = serializers.SerializerMethodField(
         help_text="The endpoint it registered: kind transformers (a policy), scorer (a reward model) or "
                   "step_scorer (a process reward model).")
@@ -62,15 +72,18 @@ class TrainingJobSerializer(serializers.ModelSerializer):
     class Meta:
         model = TrainingJob
         fields = ["id", "method", "method_label", "status", "progress", "total", "snapshot", "base_endpoint",
-                  "hyperparameters", "accelerate_config", "num_processes", "attempt", "worker", "error",
-                  "final_loss", "result_endpoint", "created_at", "started_at", "finished_at", "can_cancel",
-                  "can_retry"]
+                  "hyperparameters", "accelerate_config", "num_processes", "win_rate_judge", "win_rate_prompts",
+                  "attempt", "worker", "error", "final_loss", "result_endpoint", "created_at", "started_at",
+                  "finished_at", "can_cancel", "can_retry"]
 
     def get_snapshot(self, job: TrainingJob) -> dict:
         return _ref(job.snapshot, rows=job.snapshot.rows, sha256=job.snapshot.sha256)
 
     def get_base_endpoint(self, job: TrainingJob) -> dict:
         return _ref(job.base_endpoint, kind=job.base_endpoint.kind)
+
+    def get_win_rate_judge(self, job: TrainingJob) -> dict | None:
+        return _ref(job.win_rate_judge)
 
     def get_result_endpoint(self, job: TrainingJob) -> dict | None:
         return _ref(job.result_endpoint, kind=job.result_endpoint.kind if job.result_endpoint else None,
@@ -83,6 +96,10 @@ class TrainingJobDetailSerializer(TrainingJobSerializer):
     timing = serializers.SerializerMethodField(
         help_text="elapsed_s since its first start (to its end once ended), steps_per_s, eta_s (running only).")
     log_tail = serializers.SerializerMethodField(help_text="The last lines of its log.")
+    evaluation = serializers.JSONField(
+        read_only=True, help_text="What was measured after training on the snapshot's test split, and, with a "
+                                  "win-rate judge, win_rate: {wins, losses, ties, n, rate (a tie counts half), "
+                                  "judge, prompts_from} (or {error} when the comparison failed).")
 
     class Meta(TrainingJobSerializer.Meta):
         fields = [*TrainingJobSerializer.Meta.fields, "effective_hyperparameters", "timing", "metrics",
@@ -101,7 +118,7 @@ class TrainingJobDetailSerializer(TrainingJobSerializer):
 
 def _jobs_of(project) -> list[TrainingJob]:
     return (TrainingJob.objects.filter(snapshot__project=project).defer("metrics", "log", "evaluation")
-            .select_related("snapshot", "base_endpoint", "result_endpoint"))
+            .select_related("snapshot", "base_endpoint", "result_endpoint", "win_rate_judge"))
 
 
 @extend_schema(methods=["GET"], responses=TrainingJobSerializer(many=True))
@@ -132,9 +149,17 @@ def training_jobs(request: Request, project_id: int) -> Response:
     if endpoint.kind == endpoint.Kind.OPENAI:
         raise ValidationError({"base_endpoint": f"The endpoint {endpoint.name!r} is an HTTP server: there are no "
                                                 f"weights to train."})
+    judge = None
+    if given["win_rate_judge"] is not None:
+        judge = Judge.objects.select_related("endpoint").filter(pk=given["win_rate_judge"]).first()
+        if judge is None or not endpoints_usable(project=project, user=request.user).filter(
+                pk=judge.endpoint_id).exists():
+            raise ValidationError({"win_rate_judge": f"No judge {given['win_rate_judge']} that this project and "
+                                                     f"you may use."})
     job = training_job_create(method=given["method"], snapshot=snapshot, base_endpoint=endpoint,
                               hyperparameters=given["hyperparameters"], accelerate_config=given["accelerate_config"],
-                              num_processes=given["num_processes"], start=given["start"])
+                              num_processes=given["num_processes"], win_rate_judge=judge,
+                              win_rate_prompts=given["win_rate_prompts"], start=given["start"])
     return Response(TrainingJobDetailSerializer(job).data, status=status.HTTP_201_CREATED)
 
 

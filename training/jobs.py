@@ -28,9 +28,11 @@ from django.utils import timezone
 from annotate.job_lifecycle import JobContext, JobFailed, JobStopped, job_queue, job_run
 from annotate.models import Membership
 from annotate.selectors import project_get_for_user
+from judges.models import Judge
 from prefdata.writers import EXPORT_FORMATS
 from synth.models import ModelEndpoint
 from synth.services import endpoint_model_dir
+from training.loop import held_out_prompts, win_rate_judge_check, win_rate_measure
 from training.ml import registry
 from training.ml.registry import Method, method_get
 from training.models import DatasetSnapshot, TrainingJob, file_sha256
@@ -45,13 +47,16 @@ ENDPOINT_KINDS: dict[str, str] = {"reward": ModelEndpoint.Kind.SCORER, "prm": Mo
 # The most processes one job may ask accelerate for (a node's GPUs, several nodes' at most).
 MAX_PROCESSES = 64
 ACCELERATE_CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+# The most held-out prompts a win rate is measured on (each: two generations and two judgments).
+MAX_WIN_RATE_PROMPTS = 1000
 
 
 def training_job_check(*, method: str, snapshot: DatasetSnapshot, hyperparameters: object,
-                       accelerate_config: str = "", num_processes: int = 1) -> dict:
+                       accelerate_config: str = "", num_processes: int = 1, win_rate_judge: Judge | None = None,
+                       win_rate_prompts: int = 50) -> dict:
     """The job's hyper-parameters if the method exists, trains on the kind of rows the snapshot holds and
-    knows every hyper-parameter given (with a value of its type), and the launch is one a worker can run;
-    else ValidationError naming the field."""
+    knows every hyper-parameter given (with a value of its type), the launch is one a worker can run and the
+    win-rate judge (if any) can judge the policy it trains; else ValidationError naming the field."""
     try:
         spec = method_get(method)
     except ValueError as exc:
@@ -61,6 +66,11 @@ def training_job_check(*, method: str, snapshot: DatasetSnapshot, hyperparameter
         raise ValidationError({"snapshot": f"{spec.label} trains on {spec.consumes} rows; snapshot {snapshot.name!r} "
                                            f"holds {snapshot.get_format_display().lower()} rows"})
     _launch_check(accelerate_config=accelerate_config, num_processes=num_processes)
+    win_rate_judge_check(judge=win_rate_judge, method_kind=training_endpoint_kind(method=method))
+    if isinstance(win_rate_prompts, bool) or not isinstance(win_rate_prompts, int) or not 1 <= win_rate_prompts \
+            <= MAX_WIN_RATE_PROMPTS:
+        raise ValidationError({"win_rate_prompts": f"expected a whole number from 1 to {MAX_WIN_RATE_PROMPTS}, "
+                                                   f"got {win_rate_prompts!r}"})
     if isinstance(hyperparameters, dict) and "eval_dataset" in hyperparameters:
         raise ValidationError({"hyperparameters": "eval_dataset: set by the platform (the snapshot's test split)"})
     try:
@@ -88,14 +98,18 @@ def _launch_check(*, accelerate_config: str, num_processes: int) -> None:
 
 def training_job_create(*, base_endpoint: ModelEndpoint, snapshot: DatasetSnapshot, method: str = "dpo",
                         hyperparameters: dict | None = None, accelerate_config: str = "", num_processes: int = 1,
+                        win_rate_judge: Judge | None = None, win_rate_prompts: int = 50,
                         start: bool = True) -> TrainingJob:
     """A training job of ``method`` on ``snapshot``, queued unless ``start`` is False. Only the given
-    hyper-parameters are stored; the method's config supplies the rest."""
+    hyper-parameters are stored; the method's config supplies the rest. With ``win_rate_judge`` a trained
+    policy is compared with its base model on up to ``win_rate_prompts`` held-out prompts (training.loop)."""
     hyperparameters = training_job_check(method=method, snapshot=snapshot, hyperparameters=hyperparameters,
-                                         accelerate_config=accelerate_config, num_processes=num_processes)
+                                         accelerate_config=accelerate_config, num_processes=num_processes,
+                                         win_rate_judge=win_rate_judge, win_rate_prompts=win_rate_prompts)
     job = TrainingJob.objects.create(method=method, base_endpoint=base_endpoint, snapshot=snapshot,
                                      hyperparameters=hyperparameters, accelerate_config=accelerate_config,
-                                     num_processes=num_processes)
+                                     num_processes=num_processes, win_rate_judge=win_rate_judge,
+                                     win_rate_prompts=win_rate_prompts)
     if start:
         training_job_start(job=job)
     return job
@@ -118,7 +132,8 @@ def training_job_run(*, job_id: int) -> TrainingJob | None:
     its last checkpoint, unless its configuration changed since. The subprocess runs in its own process
     group and dies with its worker; cancelling the job stops it.
     """
-    return job_run(model=TrainingJob, job_id=job_id, work=_training_work, related=("base_endpoint", "snapshot"))
+    return job_run(model=TrainingJob, job_id=job_id, work=_training_work,
+                   related=("base_endpoint", "snapshot", "win_rate_judge__endpoint"))
 
 
 def _training_work(job: TrainingJob, ctx: JobContext) -> None:
@@ -157,6 +172,32 @@ def _training_work(job: TrainingJob, ctx: JobContext) -> None:
     TrainingJob.objects.filter(pk=job.pk).update(metrics=job.metrics, evaluation=job.evaluation,
                                                  artifact_path=job.artifact_path, result_endpoint=endpoint,
                                                  log=job.log)
+    if job.win_rate_judge_id is not None and endpoint.kind == ModelEndpoint.Kind.TRANSFORMERS:
+        _win_rate_work(job, ctx, eval_dataset=eval_dataset, dataset=snapshot_path(snapshot=job.snapshot))
+
+
+def _win_rate_work(job: TrainingJob, ctx: JobContext, *, eval_dataset: Path | None, dataset: Path) -> None:
+    """The trained policy against its base model (training.loop.win_rate_measure), stored in the job's
+    evaluation as ``win_rate``. The model is trained and registered by now: a failure here (the judge's server
+    down) is recorded there and in the log, and the job still succeeds; a cancel still stops it."""
+    assert job.win_rate_judge is not None and job.result_endpoint is not None
+    test_split = eval_dataset is not None
+    prompts = held_out_prompts(dataset=eval_dataset if test_split else dataset, test_split=test_split,
+                               limit=job.win_rate_prompts)
+    try:
+        result = win_rate_measure(judge=job.win_rate_judge, base=job.base_endpoint, trained=job.result_endpoint,
+                                  prompts=prompts, check=ctx.check)
+        result["prompts_from"] = "the test split" if test_split else "the last 10% of the snapshot's rows"
+    except (JobStopped, JobFailed):
+        raise
+    except Exception as exc:  # noqa: BLE001 (the model stands; only its comparison failed)
+        log.exception("win rate of training job %s", job.pk)
+        result = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+    ctx.check()
+    job.evaluation = {**job.evaluation, "win_rate": result}
+    job.log += (f"--- win rate against {job.base_endpoint.name} judged by {job.win_rate_judge.name}: "
+                f"{json.dumps(result)} ---\n")
+    TrainingJob.objects.filter(pk=job.pk).update(evaluation=job.evaluation, log=job.log)
 
 
 def training_endpoint_kind(*, method: str) -> str:
@@ -454,7 +495,8 @@ def training_job_get_for_user(*, user: AbstractBaseUser | AnonymousUser, project
     project gets 404, a member who is not a researcher 403 (``project_get_for_user``), a job of another
     project 404."""
     project = project_get_for_user(user=user, project_id=project_id, role=Membership.Role.RESEARCHER)
-    job = (TrainingJob.objects.select_related("base_endpoint", "snapshot__project", "result_endpoint")
+    job = (TrainingJob.objects.select_related("base_endpoint", "snapshot__project", "result_endpoint",
+                                              "win_rate_judge")
            .filter(pk=job_id, snapshot__project=project).first())
     if job is None:
         raise Http404("No such training job.")

@@ -219,6 +219,13 @@ class TrainingJob(Job):
     artifact_path = models.CharField(max_length=500, blank=True)
     result_endpoint = models.ForeignKey("synth.ModelEndpoint", null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+")
+    # Back into the loop: a trained policy against its base model on held-out prompts (training.loop).
+    win_rate_judge = models.ForeignKey(
+        "judges.Judge", null=True, blank=True, on_delete=models.SET_NULL, related_name="training_jobs",
+        help_text="Policy methods: once trained, this judge compares the model's answers with the base model's "
+                  "on held-out prompts, in both orders; blank: no win rate.")
+    win_rate_prompts = models.PositiveSmallIntegerField(
+        default=50, help_text="The most held-out prompts the win rate is measured on.")
 
     class Meta:
         ordering = ["-id"]

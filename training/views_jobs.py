@@ -162,6 +162,8 @@ def _duration_text(seconds: float | None) -> str:
 def _evaluation_rows(evaluation: dict) -> list[tuple[str, str]]:
     rows = []
     for name, value in evaluation.items():
+        if name == "win_rate":  # shown on its own (win_rate_text)
+            continue
         if isinstance(value, float):
             rows.append((name, number_text(value)))
         elif isinstance(value, dict | list):
@@ -171,6 +173,19 @@ def _evaluation_rows(evaluation: dict) -> list[tuple[str, str]]:
         else:
             rows.append((name, str(value)))
     return rows
+
+
+def win_rate_text(evaluation: dict) -> dict | None:
+    """The win rate against the base model as the page shows it, or None when the job measured none."""
+    result = evaluation.get("win_rate") if isinstance(evaluation, dict) else None
+    if not isinstance(result, dict):
+        return None
+    if "error" in result:
+        return {"error": str(result["error"])}
+    rate = result.get("rate")
+    return {"rate": f"{rate:.0%}" if isinstance(rate, int | float) else "—",
+            **{k: result.get(k, 0) for k in ("wins", "losses", "ties", "n")},
+            "judge": result.get("judge", ""), "prompts_from": result.get("prompts_from", "")}
 
 
 # -- views --------------------------------------------------------------------------------------------------
@@ -191,7 +206,8 @@ def job_page(request: HttpRequest, project_id: int, job_id: int) -> HttpResponse
         "log_tail": training_job_log_tail(job=job, lines=LOG_LINES_SHOWN),
         "elapsed": _duration_text(timing.elapsed_s), "eta": _duration_text(timing.eta_s),
         "steps_per_s": number_text(timing.steps_per_s) if timing.steps_per_s else "—",
-        "evaluation": _evaluation_rows(job.evaluation), "final_loss": job.final_loss,
+        "evaluation": _evaluation_rows(job.evaluation), "win_rate": win_rate_text(job.evaluation),
+        "final_loss": job.final_loss,
         "can_start": request.user.has_perm(job_start_permission(TrainingJob)),
     }
     return render(request, "training/job.html#live" if request.htmx else "training/job.html", context)
