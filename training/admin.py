@@ -35,8 +35,9 @@ class TrainingJobForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if "num_processes" in self.fields:
-            self.fields["num_processes"].required = False
+        for optional in ("num_processes", "win_rate_prompts"):
+            if optional in self.fields:
+                self.fields[optional].required = False
         if "hyperparameters" in self.fields:
             self.fields["hyperparameters"].help_text = (
                 "Only what differs from the defaults. " + " ".join(
@@ -44,6 +45,9 @@ class TrainingJobForm(forms.ModelForm):
 
     def clean_num_processes(self):
         return self.cleaned_data.get("num_processes") or 1  # left empty: one process
+
+    def clean_win_rate_prompts(self):
+        return self.cleaned_data.get("win_rate_prompts") or TrainingJob._meta.get_field("win_rate_prompts").default
 
     def clean(self):
         data = super().clean()

@@ -268,3 +268,25 @@ def test_the_api_stores_the_judge_and_refuses_it_for_a_scorer(client, media, tin
         assert response.status_code == 400 and "No judge" in str(response.json()["win_rate_judge"])
     finally:
         server.close()
+
+
+def test_the_admin_refuses_a_win_rate_judge_for_a_reward_model(client, media, tiny_endpoint):
+    from django.urls import reverse
+
+    from training.services import snapshot_create
+
+    client.force_login(UserFactory(username="boss", is_staff=True, is_superuser=True))
+    snapshot = snapshot_create(project=PairLabelFactory().item.project)
+    server = Server()
+    try:
+        judge = judge_on(server)
+        form = {"method": "reward", "base_endpoint": tiny_endpoint.pk, "snapshot": snapshot.pk,
+                "hyperparameters": "{}", "win_rate_judge": judge.pk}
+        response = client.post(reverse("admin:training_trainingjob_add"), form)
+        assert response.status_code == 200 and "measured for a policy" in response.content.decode()
+        response = client.post(reverse("admin:training_trainingjob_add"), {**form, "method": "dpo"})
+        assert response.status_code == 302, response.content.decode()[:2000]
+    finally:
+        server.close()
+    job = TrainingJob.objects.get()
+    assert (job.win_rate_judge, job.win_rate_prompts) == (judge, 50)
