@@ -11,7 +11,8 @@ import threading
 
 from synth.backends.base import Conversation, Sampling
 
-# What TRL's PRMTrainer puts between steps (``step_separator``), so a PRM is asked the way it was trained.
+# The separator after each step when a model's config names none (TRL's PRMTrainer's and training.ml.prm's
+# default).
 STEP_SEPARATOR = "\n"
 
 
@@ -97,37 +98,47 @@ class ScorerBackend(_LocalClassifier):
 
 
 class StepScorerBackend(_LocalClassifier):
-    """One score per reasoning step: the probability of "good" at the step's last token."""
+    """One score per reasoning step: P(right) at the last token of the separator after the step, the
+    position the platform's PRM (``training.ml.prm``) is trained at, tokenized by the same function
+    (``prefdata.tokens.steps_tokenize``: the prompt through the chat template, then each step and the
+    separator). The separator and which class is "right" are read from the model's config
+    (``step_separator``, ``id2label``), as the training script saved them."""
 
     auto_class = "AutoModelForTokenClassification"
 
+    def __init__(self, model_dir: str, **kwargs) -> None:
+        super().__init__(model_dir, **kwargs)
+        config = self.model.config
+        self.separator = getattr(config, "step_separator", None) or STEP_SEPARATOR
+        labels = {int(k): str(v).lower() for k, v in (getattr(config, "id2label", None) or {}).items()}
+        right = [k for k, v in labels.items() if v in ("right", "good", "correct", "positive", "+")]
+        self.right = right[0] if right else max(labels, default=0)
+        self.max_length = int(getattr(config, "max_position_embeddings", 0) or 4096)
+
     def score_steps(self, conversations: list[Conversation], steps: list[list[str]]) -> list[list[float]]:
-        """For each conversation, P(step is correct) of each of its steps, tokenized as TRL's PRMTrainer
-        does: the prompt, then each step followed by the separator; read at each step's last token."""
+        """For each conversation, P(step is correct) of each of its steps; a step past the model's length
+        gets the last score read (the solution is cut there)."""
+        from prefdata.tokens import steps_tokenize
+
         if len(conversations) != len(steps):
             raise ValueError("one list of steps per conversation")
         rows, where = [], []
         for conversation, solution in zip(conversations, steps, strict=True):
-            prompt = "\n".join(m["content"] for m in conversation)
-            ids = list(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
-            if self.tokenizer.bos_token_id is not None:
-                ids = [self.tokenizer.bos_token_id, *ids]
-            separator = self.tokenizer(STEP_SEPARATOR, add_special_tokens=False)["input_ids"]
-            positions = []
-            for step in solution:
-                step_ids = self.tokenizer(step, add_special_tokens=False)["input_ids"] or separator[:1]
-                ids.extend(step_ids)
-                positions.append(len(ids) - 1)
-                ids.extend(separator)
+            ids, positions = steps_tokenize(self.tokenizer, conversation, list(solution), separator=self.separator,
+                                            max_length=self.max_length)
             rows.append(ids or [self.tokenizer.pad_token_id])
             where.append(positions)
         torch = self.torch
         scores = []
-        for logits, positions in zip(self._forward(rows), where, strict=True):
+        for logits, positions, solution in zip(self._forward(rows), where, steps, strict=True):
             if not positions:
-                scores.append([])
+                scores.append([0.5] * len(solution))
                 continue
             picked = logits[positions]
-            probs = torch.softmax(picked, dim=-1)[:, -1] if picked.shape[-1] > 1 else torch.sigmoid(picked[:, 0])
-            scores.append([float(p) for p in probs])
+            if picked.shape[-1] > 1:
+                probs = torch.softmax(picked, dim=-1)[:, self.right]
+            else:
+                probs = torch.sigmoid(picked[:, 0])
+            read = [float(p) for p in probs]
+            scores.append(read + [read[-1]] * (len(solution) - len(read)))
         return scores

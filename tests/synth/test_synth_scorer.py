@@ -58,3 +58,33 @@ def test_step_scorer_one_probability_per_step(tmp_path, tiny_model_dir, fresh_ba
     # A step's score depends only on what comes before it (causal model): the shared first tokens agree.
     again = backend.score_steps(conversations[:1], [["3 * 4 = 12"]])
     assert again[0][0] == pytest.approx(scores[0][0], abs=1e-4)
+
+
+def test_step_scorer_reads_a_trained_prm_where_it_was_trained(tmp_path, tiny_model_dir, fresh_backends):
+    """At the last token of the separator the PRM's config names, in the order of its id2label, after the
+    prompt through the chat template: the positions of prefdata.tokens.steps_tokenize, which training uses."""
+    import torch
+    from transformers import AutoConfig
+
+    from prefdata.tokens import steps_tokenize
+
+    path = _classifier(tmp_path, tiny_model_dir, "AutoModelForTokenClassification", 2)
+    config = AutoConfig.from_pretrained(path)
+    config.step_separator, config.id2label, config.label2id = " ки\n", {0: "right", 1: "wrong"}, {"right": 0,
+                                                                                                 "wrong": 1}
+    config.save_pretrained(path)
+    backend = backend_load(kind="step_scorer", path=str(path))
+    assert backend.separator == " ки\n" and backend.right == 0
+    conversation = [{"role": "user", "content": "2 + 3 * 4?"}]
+    steps = ["3 * 4 = 12", "2 + 12 = 14"]
+    ids, positions = steps_tokenize(backend.tokenizer, conversation, steps, separator=" ки\n", max_length=4096)
+
+    def forward(rows):  # logits that say where they were read: P(right) = sigmoid(position / 100)
+        assert rows == [ids]
+        logits = torch.zeros(len(ids), 2)
+        logits[:, 0] = torch.arange(len(ids)) / 100
+        return [logits]
+
+    backend._forward = forward
+    scores = backend.score_steps([conversation], [steps])[0]
+    assert scores == pytest.approx([float(torch.sigmoid(torch.tensor(p / 100))) for p in positions])

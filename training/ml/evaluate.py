@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prefdata.tokens import is_conversational, prompt_text  # noqa: F401 (prompt_text: the scripts' too)
 from training.ml.common import say
 
 BATCH = 8
@@ -36,17 +37,6 @@ def _device(use_cpu: bool) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() and not use_cpu else "cpu"
-
-
-def is_conversational(value: object) -> bool:
-    return isinstance(value, list) and all(isinstance(m, dict) and "role" in m for m in value)
-
-
-def prompt_text(tokenizer, prompt) -> str:  # noqa: ANN001
-    """A prompt as the model reads it: a conversation through the chat template, up to the assistant's turn."""
-    if is_conversational(prompt):
-        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-    return str(prompt)
 
 
 def prompt_completion_ids(tokenizer, prompt, completion, *, eos: bool = True) -> tuple[list[int], list[int]]:  # noqa: ANN001
@@ -249,7 +239,7 @@ def step_scores(model, tokenizer, rows: Sequence[dict], *, separator: str, max_l
     separator token after the step. Steps cut off by ``max_length`` get no score."""
     import torch
 
-    from training.ml.prm import steps_tokenize
+    from prefdata.tokens import steps_tokenize
 
     device = next(model.parameters()).device
     result = []

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prefdata.tokens import steps_tokenize
 from training.ml.common import (
     TrainConfig,
     choices,
@@ -48,24 +49,6 @@ class PRMScriptConfig(TrainConfig):
         "help": "hard: two-class cross-entropy on true / false labels; soft: binary cross-entropy on float "
                 "labels in [0, 1] (Math-Shepherd)",
         "choices": choices("hard", "soft")})
-
-
-def steps_tokenize(tokenizer, prompt, steps: list[str], *, separator: str,  # noqa: ANN001
-                   max_length: int) -> tuple[list[int], list[int]]:
-    """The token ids of a prompt and its steps, each step followed by the separator, and the position of each
-    step's last separator token (the one labelled). Steps past ``max_length`` are left out."""
-    from training.ml.evaluate import prompt_text
-
-    ids = tokenizer(prompt_text(tokenizer, prompt))["input_ids"][:max_length]
-    separator_ids = tokenizer(separator, add_special_tokens=False)["input_ids"] if separator else []
-    positions: list[int] = []
-    for step in steps:
-        step_ids = tokenizer(step, add_special_tokens=False)["input_ids"] + separator_ids
-        if not step_ids or len(ids) + len(step_ids) > max_length:
-            break
-        ids = ids + step_ids
-        positions.append(len(ids) - 1)
-    return ids, positions
 
 
 def features(row: dict, *, tokenizer, separator: str, max_length: int, soft: bool) -> dict[str, Any]:  # noqa: ANN001
