@@ -74,9 +74,24 @@ def training_job_check(*, method: str, snapshot: DatasetSnapshot, hyperparameter
     if isinstance(hyperparameters, dict) and "eval_dataset" in hyperparameters:
         raise ValidationError({"hyperparameters": "eval_dataset: set by the platform (the snapshot's test split)"})
     try:
-        return spec.hyperparameters_check(hyperparameters or {})
+        checked = spec.hyperparameters_check(hyperparameters or {})
     except ValueError as exc:
         raise ValidationError({"hyperparameters": str(exc)}) from None
+    if checked.get("reward_model"):
+        reward_model_endpoint(name=checked["reward_model"])
+    return checked
+
+
+def reward_model_endpoint(*, name: str) -> ModelEndpoint:
+    """The scorer endpoint an online job's ``reward_model`` names (a name, never a path: a job reads no file
+    of the worker's it was not given); ValidationError naming the field otherwise."""
+    endpoint = ModelEndpoint.objects.filter(name=name).first()
+    if endpoint is None or endpoint.kind != ModelEndpoint.Kind.SCORER:
+        scorers = ", ".join(ModelEndpoint.objects.filter(kind=ModelEndpoint.Kind.SCORER)
+                            .values_list("name", flat=True)[:10]) or "none yet: train a reward model"
+        raise ValidationError({"hyperparameters": f"reward_model: {name!r} is not a scorer endpoint "
+                                                  f"(scorers: {scorers})"})
+    return endpoint
 
 
 def _launch_check(*, accelerate_config: str, num_processes: int) -> None:
@@ -145,6 +160,8 @@ def _training_work(job: TrainingJob, ctx: JobContext) -> None:
               "model": str(endpoint_model_dir(endpoint=job.base_endpoint)), "output_dir": str(out)}
     if "eval_dataset" in _config_fields(spec):  # the platform's to set, never the job's
         config["eval_dataset"] = str(eval_dataset) if eval_dataset is not None else ""
+    if config.get("reward_model"):  # a scorer endpoint's name: the script reads its model directory
+        config["reward_model"] = str(endpoint_model_dir(endpoint=reward_model_endpoint(name=config["reward_model"])))
     config_path = job_dir / "config.json"
     text = json.dumps(config, indent=2)
     if config_path.exists() and config_path.read_text() != text:

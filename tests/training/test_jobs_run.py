@@ -467,3 +467,26 @@ def test_every_method_trains_through_the_job_and_registers_a_model_that_loads(me
     assert model.config.model_type == "llama"
     if method == "prm":
         assert model.config.id2label == {0: "wrong", 1: "right"} and model.config.step_separator == "\n"
+
+
+@pytest.mark.django_db
+def test_an_online_job_names_its_reward_model_by_scorer_endpoint_and_the_script_gets_its_directory(
+        fake_trainer, settings, tmp_path):
+    from django.core.exceptions import ValidationError
+
+    snapshot = snapshot_of(settings, name="problems")
+    DatasetSnapshot.objects.filter(pk=snapshot.pk).update(format="prompt_only")
+    snapshot.refresh_from_db()
+    (tmp_path / "rm").mkdir()
+    ModelEndpoint.objects.create(name="rm", kind=ModelEndpoint.Kind.SCORER, path=str(tmp_path / "rm"))
+    ModelEndpoint.objects.create(name="policy", path=str(tmp_path / "policy"))
+    for given in ("policy", str(tmp_path / "rm"), "/etc"):  # not a scorer; a path is never taken
+        with pytest.raises(ValidationError, match="reward_model: .* is not a scorer endpoint"):
+            training_job_check(method="grpo", snapshot=snapshot, hyperparameters={"reward_model": given})
+    hyperparameters = training_job_check(method="grpo", snapshot=snapshot, hyperparameters={"reward_model": "rm"})
+    job = job_of(snapshot, method="grpo")
+    TrainingJob.objects.filter(pk=job.pk).update(hyperparameters={**hyperparameters, "max_steps": 2})
+    done = training_job_run(job_id=job.pk)
+    assert done.status == "done", done.error
+    seen = json.loads((Path(done.artifact_path) / "seen_config.json").read_text())
+    assert seen["reward_model"] == str(tmp_path / "rm")

@@ -60,7 +60,8 @@ class OnlineConfig(TrainConfig):
     reward_weights: str = field(default="", metadata={
         "help": "weights of the rewards, comma-separated, in the same order (empty: 1 each)"})
     reward_model: str = field(default="", metadata={
-        "help": "a reward model directory (sequence classifier, one score) scoring each completion; empty: none"})
+        "help": "a reward model (a scorer endpoint's name in a job; its directory to the script) scoring each "
+                "completion; empty: none"})
     reward_model_weight: float = field(default=1.0, metadata={"help": "weight of the reward model's score"})
     length_target: int = field(default=128, metadata={
         "help": "length reward: no penalty up to this many tokens, then down to -1 at twice as many"})
