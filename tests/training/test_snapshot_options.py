@@ -487,8 +487,9 @@ def test_the_page_exports_the_problem_bank_by_tag_split_by_its_marks(tmp_path, c
     member = MembershipFactory(role=Membership.Role.RESEARCHER)
     project = member.project
     path = tmp_path / "p.jsonl"
-    path.write_text("".join(json.dumps({"question": f"q{i}", "answer": str(i), "tags": ["even" if i % 2 == 0 else "odd"],
-                                        "split": "test" if i < 2 else "train"}) + "\n" for i in range(6)))
+    rows = [{"question": f"q{i}", "answer": str(i), "tags": ["even" if i % 2 == 0 else "odd"],
+             "split": "test" if i < 2 else "train"} for i in range(6)]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     problems_import(project=project, path=path)
     client.force_login(member.user)
     url = reverse("training:datasets", args=[project.pk])
