@@ -1,6 +1,8 @@
 """Science at small scale: GRPO teaches the demo model a format. The reward is ``training.ml.rewards``'
-format reward alone (1.0 for ``<think>reasoning</think>`` then an answer, else 0.0), on a few short questions
-whose prompt asks for that format; the mean reward of the last 5 steps should be above the first 5.
+format reward alone, by default the shaped one (0.25 for ``<think>``, 0.25 more for ``</think>`` after it, 1.0
+for ``<think>reasoning</think>`` then an answer; ``--reward format``: 1.0 or 0.0, which the demo model, never
+writing the tags at first, gets no signal from), on a few short questions whose prompt asks for that format;
+the mean reward of the last 5 steps should be above the first 5.
 
     VAR_DIR=/tmp/gen-var .venv/bin/python bench/grpo_format.py [--steps 20] [--generations 8]
 
@@ -41,6 +43,8 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=8, help="group size (completions per prompt)")
     parser.add_argument("--max-completion-length", type=int, default=40)
     parser.add_argument("--learning-rate", type=float, default=2e-5)
+    parser.add_argument("--reward", default="format_partial", choices=["format", "format_partial"],
+                        help="format: 1 for the whole format, else 0; format_partial: 0.25 a tag on the way to it")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT / "bench"))
@@ -60,7 +64,7 @@ def main() -> None:
     rows = [PromptOnlyRow([{"role": "user", "content": INSTRUCTION + q}], answer="", tests=[]) for q in QUESTIONS]
     written = snapshot_folder_write(work / "snapshot", {"train": rows}, kind="prompt_only")
     cfg = GRPOScriptConfig(dataset=str(written.folder / "train.jsonl"), model=str(model),
-                           output_dir=str(work / "out"), rewards="format", max_steps=args.steps,
+                           output_dir=str(work / "out"), rewards=args.reward, max_steps=args.steps,
                            batch_size=args.generations, num_generations=args.generations,
                            max_completion_length=args.max_completion_length, learning_rate=args.learning_rate,
                            lr_scheduler_type="constant", beta=0.0, temperature=1.0, use_cpu=True, save_steps=10_000)

@@ -67,3 +67,11 @@ def test_code_reward_runs_the_tests_in_the_sandbox():
     assert code_reward(["q"] * 4, completions, tests=tests) == [1.0, 0.5, 1.0, None]
     humaneval = "def check(candidate):\n    assert candidate(4) == 8\n"
     assert code_reward(["q"], ["def g(x):\n    return x * 2\n"], tests=[humaneval], entry_point=["g"]) == [1.0]
+
+
+def test_the_partial_format_reward_pays_each_tag_on_the_way_to_the_whole_format():
+    from training.ml.rewards import format_partial_reward
+
+    completions = ["just an answer", "<think> started", "<think> why </think>", "<think>why</think> 42",
+                   "</think> before <think>"]
+    assert format_partial_reward([None] * 5, completions) == [0.0, 0.25, 0.5, 1.0, 0.25]

@@ -31,7 +31,7 @@ from training.ml.common import (
 )
 
 # the verifiable rewards a job names (``rewards`` field), as functions of training.ml.rewards
-REWARD_NAMES = ("accuracy", "format", "code", "length")
+REWARD_NAMES = ("accuracy", "format", "format_partial", "code", "length")
 
 
 @dataclass
@@ -83,7 +83,7 @@ def reward_function(name: str, *, length_target: int = 128) -> Callable[..., lis
     if name == "length":
         return rewards.make_length_penalty(max_tokens=length_target)
     return {"accuracy": rewards.accuracy_reward, "format": rewards.format_reward,
-            "code": rewards.code_reward}[name]
+            "format_partial": rewards.format_partial_reward, "code": rewards.code_reward}[name]
 
 
 class PassRate:

@@ -96,6 +96,33 @@ def make_format_reward(*, tag: str = "think", require_answer: bool = True) -> Re
 
 format_reward = make_format_reward()
 
+
+def make_partial_format_reward(*, tag: str = "think") -> RewardFunc:
+    """A shaped format reward for a small model that never writes the whole format at first: 0.25 for the
+    opening tag, 0.25 for the closing tag after it, and the full format reward's 1.0 when the completion has
+    the whole format (``make_format_reward``). A group whose completions all score the same teaches GRPO
+    nothing; partial credit gives the group a difference to learn from."""
+    full = make_format_reward(tag=tag)
+    opening, closing = f"<{tag}>", f"</{tag}>"
+
+    def format_partial_reward(prompts: list, completions: list, **kwargs: Any) -> list[float | None]:
+        whole = full(prompts, completions)
+        out: list[float | None] = []
+        for completion, score in zip(completions, whole, strict=True):
+            if score == 1.0:
+                out.append(1.0)
+                continue
+            text = completion_text(completion)
+            start = text.find(opening)
+            out.append(0.25 * (start >= 0) + 0.25 * (start >= 0 and text.find(closing, start) > start))
+        return out
+
+    format_partial_reward.__doc__ = f"0.25 for <{tag}>, 0.25 more for </{tag}> after it, 1.0 for the whole format."
+    return format_partial_reward
+
+
+format_partial_reward = make_partial_format_reward()
+
 _FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)```", re.DOTALL)
 
 
