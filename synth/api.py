@@ -164,7 +164,7 @@ class ProblemUploadSerializer(serializers.Serializer):
                                            "fields), imported all or nothing.")
     tags = serializers.CharField(required=False, allow_blank=True, default="",
                                  help_text="Tags added to every problem, comma-separated.")
-    split = serializers.ChoiceField(choices=Problem.Split.choices, required=False, allow_null=True, default=None,
+    split = serializers.ChoiceField(choices=Problem.Split.choices, required=False, allow_blank=True, default="",
                                     help_text="The split of every problem (default: each record's own, else train).")
 
 
@@ -177,7 +177,7 @@ class ProblemImportSerializer(serializers.Serializer):
 @extend_schema(methods=["GET"], responses=ProblemPageSerializer, parameters=[
     OpenApiParameter("tag", str), OpenApiParameter("split", str, enum=Problem.Split.values),
     OpenApiParameter("kind", str, enum=["math", "code"]), OpenApiParameter("q", str),
-    OpenApiParameter("page", int)])
+    OpenApiParameter("page", int, description="From 1 (past the last page: the last page).")])
 @extend_schema(methods=["POST"], request={"multipart/form-data": ProblemUploadSerializer},
                responses={201: ProblemImportSerializer})
 @api_view(["GET", "POST"])
@@ -194,12 +194,15 @@ def problems(request: Request, project_id: int) -> Response:
     if request.method == "GET":
         filters = {name: str(request.query_params.get(name, "")).strip()[:200]
                    for name in ("tag", "split", "kind", "q")}
-        if filters["split"] not in ("", *Problem.Split.values):
+        # Given, a filter must be one of its values (left out: any).
+        if "split" in request.query_params and filters["split"] not in Problem.Split.values:
             raise ValidationError({"split": f"split: expected one of {', '.join(Problem.Split.values)}"})
-        if filters["kind"] not in ("", "math", "code"):
+        if "kind" in request.query_params and filters["kind"] not in ("math", "code"):
             raise ValidationError({"kind": "kind: expected math or code"})
-        page = Paginator(problems_filter(project=project, **filters), PROBLEMS_PAGE).get_page(
-            request.query_params.get("page"))
+        number = str(request.query_params.get("page", "1")).strip()
+        if not number.isdigit() or not 1 <= int(number) <= 1_000_000:
+            raise ValidationError({"page": "page: expected a whole number from 1"})
+        page = Paginator(problems_filter(project=project, **filters), PROBLEMS_PAGE).get_page(int(number))
         return Response({"count": page.paginator.count, "page": page.number, "pages": page.paginator.num_pages,
                          "results": ProblemSerializer(page.object_list, many=True).data})
     data = ProblemUploadSerializer(data=request.data)
@@ -209,5 +212,5 @@ def problems(request: Request, project_id: int) -> Response:
     except ValueError as exc:
         raise ValidationError({"tags": str(exc)}) from None
     summary = problems_upload(project=project, upload=data.validated_data["file"], tags=tags,
-                              split=data.validated_data["split"])
+                              split=data.validated_data["split"] or None)
     return Response({"count": summary.count, "math": summary.math, "code": summary.code}, status=201)

@@ -60,12 +60,13 @@ CONFIG = {
             r"/snapshots/$",  # a format of the project's kind, labels to export, a name not taken
             r"/training-jobs/$",  # a snapshot and endpoint of the project, of the method's kind
             r"/synthesis/$",  # an endpoint usable for the kind, a cost confirmed
+            r"/problems/$",  # a file of problems in a format it reads
         ]
     ] + [
-        # The one multipart/form-data body: a form's empty field is "not given" to DRF (the default applies),
+        # The multipart/form-data bodies: a form's empty field is "not given" to DRF (the default applies),
         # where Schemathesis takes it for a value outside the enum.
-        {"include-name": "POST /api/projects/{project_id}/imports/",
-         "checks": {"negative_data_rejection": {"enabled": False}}},
+        {"include-name": name, "checks": {"negative_data_rejection": {"enabled": False}}}
+        for name in ("POST /api/projects/{project_id}/imports/", "POST /api/projects/{project_id}/problems/")
     ],
 }
 
