@@ -46,6 +46,7 @@ from annotate.models import PairItem, PairLabel, Project
 from judges.models import AIJudgment
 from prefdata.records import STRENGTHS, VERDICTS
 from prefdata.stats import aggregate_verdicts
+from synth.models import Generation
 from training.filters import ExportFilters
 
 CHUNK_SIZE = 5_000  # rows a fetch from a server-side cursor
@@ -159,7 +160,8 @@ def _margin_json(margin: float) -> str:
 
 # A number outside a string in jsonb's text: it follows "[", ": " or ", " (or starts the text). Inside a
 # string the same characters only make the check fail safe (the value is decoded and encoded again).
-_JSONB_NUMBER = re.compile(r"(?:^|[\[:,] ?)-?[0-9]")
+_JSONB_NUMBER = re.compile(r"[\[:,] ?-?[0-9]")  # starting with a character class: scanned fast
+_NUMBER_START = frozenset("-0123456789")
 
 
 def _jsonb_text_json(text: str) -> str:
@@ -169,7 +171,7 @@ def _jsonb_text_json(text: str) -> str:
     items, keeps keys in its own order (the order json.loads reads back), escapes quotes, backslashes and
     control characters as json does and every other character as it is. A text with a number outside its
     strings is decoded and encoded again."""
-    if _JSONB_NUMBER.search(text) is None:
+    if _JSONB_NUMBER.search(text) is None and text[:1] not in _NUMBER_START:
         return text
     return _json(json.loads(text))
 
@@ -310,7 +312,9 @@ def pair_lines(*, projects: Sequence[Project], source: str, fmt: str = "preferen
                            .order_by("item_id", "id")
                            .values_list("item_id", "id", "verdict", "probability", "judge_id", "template_version",
                                         "constitution_version").iterator(chunk_size=chunk_size) if ai else None)
-        generated = _Merge(PairItem.objects.filter(project=project, is_gold=False)
+        # A project of human data (most) has no generation: not even the query over its items is run.
+        any_generated = Generation.objects.filter(completion__prompt__project=project).exists()
+        generated = _Merge(None if not any_generated else PairItem.objects.filter(project=project, is_gold=False)
                            .filter(Q(completion_a__generation__isnull=False)
                                    | Q(completion_b__generation__isnull=False))
                            .order_by("id").values_list(*_GENERATED_COLUMNS).iterator(chunk_size=chunk_size))
