@@ -229,7 +229,8 @@ SPECTACULAR_SETTINGS = {
                             "StepModeEnum": "annotate.models.Project.StepMode",
                             "MemberRoleEnum": "annotate.models.Membership.Role",
                             "JudgeModeEnum": "judges.models.Judge.Mode",
-                            "SnapshotFormatEnum": "training.models.DatasetSnapshot.Format"},
+                            "SnapshotFormatEnum": "training.models.DatasetSnapshot.Format",
+                            "SynthesisKindEnum": "synth.models.SynthesisJob.Kind"},
     "SERVE_INCLUDE_SCHEMA": False,  # the schema does not describe itself
     # Bodies are documented as JSON, which says what a form cannot (numbers, null, lists): the API still reads
     # forms, and the import upload documents its multipart/form-data itself.

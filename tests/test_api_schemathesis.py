@@ -61,6 +61,7 @@ CONFIG = {
             r"/training-jobs/$",  # a snapshot and endpoint of the project, of the method's kind
             r"/synthesis/$",  # an endpoint usable for the kind, a cost confirmed
             r"/problems/$",  # a file of problems in a format it reads
+            r"/members/$",  # a user who exists
         ]
     ] + [
         # The multipart/form-data bodies: a form's empty field is "not given" to DRF (the default applies),

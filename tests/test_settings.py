@@ -80,10 +80,10 @@ def test_job_time_limits_and_the_visibility_timeout_fit_together():
     from annotate.tasks import import_job_run_task
     from judges.tasks import judge_run_execute_task
     from synth.tasks import synthesis_job_run_task
-    from training.tasks import training_job_run_task
+    from training.tasks import snapshot_job_run_task, training_job_run_task
 
     tasks = {"import": import_job_run_task, "synthesis": synthesis_job_run_task, "judge": judge_run_execute_task,
-             "training": training_job_run_task}
+             "training": training_job_run_task, "snapshot": snapshot_job_run_task}
     assert set(tasks) == set(settings.JOB_TIME_LIMITS)
     for kind, task in tasks.items():
         assert task.acks_late and task.reject_on_worker_lost

@@ -154,7 +154,8 @@ def test_the_rewards_a_job_names_are_checked_before_training(tmp_path):
     assert [getattr(f, "__name__", f) for f in built.funcs] == ["accuracy_reward", "length_penalty", "rm"]
     assert built.weights == [1.0, 0.1, 1.0] and built.pass_rate is not None
     assert built.funcs[1]([], ["x" * 40]) == [-1.0], "length_target reaches the length penalty"
-    with pytest.raises(ValueError, match="rewards: unknown bleu; known: accuracy, format, code, length"):
+    with pytest.raises(ValueError,
+                       match="rewards: unknown bleu; known: accuracy, format, format_partial, code, length"):
         rewards_build(cfg(rewards="accuracy,bleu"))
     with pytest.raises(ValueError, match="reward_weights: 1 weights for 2 rewards"):
         rewards_build(cfg(rewards="accuracy,format", reward_weights="1"))
